@@ -1,0 +1,1 @@
+"""Spanline: observability and replay for AI agent runs."""

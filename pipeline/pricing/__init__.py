@@ -1,0 +1,1 @@
+"""Usage normalisation per source and span pricing."""
