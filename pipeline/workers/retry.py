@@ -1,0 +1,49 @@
+"""Retrying a sink write until it succeeds: a sink outage must stall the stream, never lose it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pipeline import metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INITIAL_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+
+
+async def retry_forever(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    sink: str,
+    retry_on: tuple[type[BaseException], ...],
+) -> T:
+    """Await `attempt()` until it succeeds, backing off exponentially on the given errors.
+
+    The stream does not advance meanwhile, so Kafka keeps the messages and the consumer lag
+    grows: that is the back-pressure signal operators alert on.
+    """
+    backoff_s = INITIAL_BACKOFF_S
+    failures = 0
+    while True:
+        try:
+            result = await attempt()
+        except retry_on as error:
+            failures += 1
+            metrics.SINK_ERRORS.labels(sink=sink, error_type=type(error).__name__).inc()
+            log.warning(
+                "sink write failed, retrying sink=%s what=%r attempt=%d retry_in_s=%.1f error=%s",
+                sink, what, failures, backoff_s, error,
+            )
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
+            continue
+        if failures:
+            log.info("sink write recovered sink=%s what=%r attempts=%d", sink, what, failures + 1)
+        return result
