@@ -1,0 +1,78 @@
+"""`spanline import`: publish recorded agent runs from files through the SDK."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from pipeline.importers.publish import FileOutcome, ImportSummary, import_files
+from pipeline.importers.registry import AUTO, FORMATS
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 30.0
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the import arguments to `parser` and set its handler."""
+    parser.add_argument(
+        "--format",
+        dest="format_name",
+        choices=[AUTO, *FORMATS],
+        default=AUTO,
+        help="input format; auto detects it from each file's content (default: auto)",
+    )
+    parser.add_argument(
+        "--agent",
+        default=None,
+        help="agent name for every imported run (default: taken from each file)",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files to import; a directory means every *.json file under it",
+    )
+    parser.set_defaults(handler=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Import the files named in `args`. Return 1 when any file failed, else 0."""
+    from pipeline.config import Settings
+    from pipeline.sdk import Tracer
+
+    tracer = Tracer(Settings.from_env())
+    try:
+        summary = import_files(args.paths, tracer, format_name=args.format_name, agent=args.agent, on_file=print_outcome)
+    finally:
+        stats = tracer.close(timeout_s=CLOSE_TIMEOUT_S)
+    logger.info("tracer closed stats=%s", stats)
+    print_summary(summary, stats)
+    return 1 if summary.failed_files else 0
+
+
+def print_outcome(outcome: FileOutcome) -> None:
+    """Print one line for an imported or failed file."""
+    if outcome.error is not None:
+        print(f"FAILED {outcome.error}", file=sys.stderr, flush=True)
+        return
+    result = outcome.result
+    line = f"{outcome.path}: {len(result.run_ids)} runs, {result.spans} spans, {result.frames} frames"
+    if outcome.skipped_run_ids:
+        line += f" (skipped {len(outcome.skipped_run_ids)} runs already imported: {', '.join(outcome.skipped_run_ids)})"
+    print(line, flush=True)
+
+
+def print_summary(summary: ImportSummary, close_stats: Any = None) -> None:
+    """Print the final line: totals and the number of failed files."""
+    published = summary.published
+    failed = len(summary.failed_files)
+    print(
+        f"imported {len(published.run_ids)} runs, {published.spans} spans, {published.frames} frames "
+        f"from {len(summary.files) - failed} files; {failed} files failed",
+        flush=True,
+    )
+    if close_stats is not None:
+        print(f"tracer: {close_stats}", flush=True)
