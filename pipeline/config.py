@@ -86,6 +86,10 @@ class Settings:
     runs_topic: str = RUNS_TOPIC
     prices_topic: str = PRICES_TOPIC
     otlp_topic: str = OTLP_TOPIC
+    # Workers join the consumer groups <prefix>-spans and <prefix>-frames.
+    consumer_group_prefix: str = "spanline"
+    # Operator prices (YAML) that take precedence over the genai-prices data; none by default.
+    prices_file: Path | None = None
     # Frames larger than this are rejected by the SDK with an error naming the run and size. The
     # frames topic is created with max.message.bytes above it (see pipeline.stack.topics).
     max_frame_bytes: int = 8 * 1024 * 1024
@@ -112,7 +116,7 @@ class Settings:
 _SECRET_FIELDS = {"database_dsn", "s3_access_key", "s3_secret_key"}
 _INT_FIELDS = {"max_frame_bytes"}
 _BOOL_FIELDS = {"s3_secure"}
-_PATH_FIELDS = {"cache_dir", "state_dir"}
+_PATH_FIELDS = {"cache_dir", "state_dir", "prices_file"}
 
 
 def _coerce(name: str, raw: str, env_name: str) -> object:
@@ -130,3 +134,15 @@ def _coerce(name: str, raw: str, env_name: str) -> object:
     if name in _PATH_FIELDS:
         return Path(raw)
     return raw
+
+
+def shared_data_dir() -> Path:
+    """Return the folder of recorded real agent runs: SPANLINE_SHARED_DATA, else ../shared/data.
+
+    The default is relative to the repository root. The folder is optional: everything that
+    reads it says so and skips when it is absent.
+    """
+    configured = os.environ.get("SPANLINE_SHARED_DATA")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -23,8 +23,8 @@ ROLES = ("spans", "frames")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def consumer_group(role: str) -> str:
-    return f"spanline-{role}"
+def consumer_group(settings: Settings, role: str) -> str:
+    return f"{settings.consumer_group_prefix}-{role}"
 
 
 def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> faust.App:
@@ -32,7 +32,7 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
     if role not in ROLES:
         raise ValueError(f"worker role {role!r} is unknown; use one of {', '.join(ROLES)}")
     app = faust.App(
-        consumer_group(role),
+        consumer_group(settings, role),
         broker=f"kafka://{settings.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",

@@ -36,7 +36,10 @@ def attach_frame_agent(app: faust.App, settings: Settings) -> None:
     objects = FrameObjectStore(settings)
     objects.check_bucket()
     sink = FrameSink(
-        settings.database_dsn.reveal(), consumer_group("frames"), settings.frames_topic, objects
+        settings.database_dsn.reveal(),
+        consumer_group(settings, "frames"),
+        settings.frames_topic,
+        objects,
     )
     lag = LagTracker(settings.frames_topic)
 

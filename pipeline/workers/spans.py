@@ -37,7 +37,7 @@ def attach_span_agent(app: faust.App, settings: Settings) -> None:
     dlq_topic = app.topic(settings.spans_dlq_topic, key_type=bytes, value_type=bytes)
     lag = LagTracker(settings.spans_topic)
     sink = SpanSink(
-        settings.database_dsn.reveal(), consumer_group("spans"), settings.spans_topic
+        settings.database_dsn.reveal(), consumer_group(settings, "spans"), settings.spans_topic
     )
 
     @app.agent(spans_topic, name="store-spans")
