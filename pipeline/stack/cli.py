@@ -1,0 +1,55 @@
+"""`spanline stack up | down | status`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+
+from pipeline.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the up, down and status subcommands to `parser`."""
+    subparsers = parser.add_subparsers(dest="stack_command", metavar="SUBCOMMAND", required=True)
+    subparsers.add_parser(
+        "up", help="install what is missing, start the services, create topics, tables and the bucket"
+    ).set_defaults(handler=_run_up)
+    subparsers.add_parser(
+        "down", help="stop the services that spanline stack up started"
+    ).set_defaults(handler=_run_down)
+    subparsers.add_parser(
+        "status", help="print one line per service: running or stopped, pid, port, log file"
+    ).set_defaults(handler=_run_status)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from pipeline.stack.manager import StackError, up
+
+    try:
+        up(Settings.from_env())
+    except StackError as error:
+        print(f"error: {error}")
+        return 1
+    except (RuntimeError, PermissionError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}")
+        return 1
+    return 0
+
+
+def _run_down(args: argparse.Namespace) -> int:
+    from pipeline.stack.manager import down
+
+    down(Settings.from_env())
+    return 0
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from pipeline.stack.manager import status
+
+    statuses = status(Settings.from_env())
+    for service in statuses:
+        print(service.line())
+    return 0 if all(service.running for service in statuses) else 3

@@ -1,0 +1,125 @@
+"""Kafka topics of Spanline as data, and their idempotent creation.
+
+`TOPICS` is the single table of topic names, partition counts and configs. The local stack, the
+docs and the Helm chart all read it, so a topic is declared in exactly one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pipeline import config
+
+logger = logging.getLogger(__name__)
+
+HOUR_MS = 60 * 60 * 1000
+DAY_MS = 24 * HOUR_MS
+# Frames carry screenshots of a few MB; the SDK rejects frames over Settings.max_frame_bytes (8 MiB
+# by default), so topics that carry frame bytes accept twice that to leave room for the envelope.
+FRAME_MESSAGE_MAX_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One Kafka topic: name, partition count, topic-level configs and a one-line purpose."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+    purpose: str = ""
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        config.SPANS_TOPIC,
+        4,
+        {"retention.ms": str(DAY_MS)},
+        "Avro span batches from the SDK, keyed by run id",
+    ),
+    TopicSpec(
+        config.FRAMES_TOPIC,
+        2,
+        {"retention.ms": str(DAY_MS), "max.message.bytes": str(FRAME_MESSAGE_MAX_BYTES)},
+        "Avro frames (screenshots, inbox views) from the SDK, keyed by run id",
+    ),
+    TopicSpec(
+        config.SPANS_DLQ_TOPIC,
+        1,
+        {"retention.ms": str(7 * DAY_MS)},
+        "span messages the span worker could not decode, original key and bytes",
+    ),
+    TopicSpec(
+        config.FRAMES_DLQ_TOPIC,
+        1,
+        {"retention.ms": str(7 * DAY_MS), "max.message.bytes": str(FRAME_MESSAGE_MAX_BYTES)},
+        "frame messages the frame worker could not decode, original key and bytes",
+    ),
+    TopicSpec(
+        config.SPANS_ENRICHED_TOPIC,
+        4,
+        {"retention.ms": str(DAY_MS)},
+        "priced span batches, for consumers other than the TimescaleDB sink",
+    ),
+    TopicSpec(
+        config.RUNS_TOPIC,
+        4,
+        {"cleanup.policy": "compact"},
+        "latest state of each run, keyed by run id",
+    ),
+    TopicSpec(
+        config.PRICES_TOPIC,
+        1,
+        {"cleanup.policy": "compact"},
+        "current price of each model, keyed by price id",
+    ),
+    TopicSpec(
+        config.OTLP_TOPIC,
+        2,
+        {},
+        "OTLP trace exports received over HTTP, before conversion to span batches",
+    ),
+)
+
+# A single local broker cannot hold more than one replica of a partition.
+LOCAL_REPLICATION_FACTOR = 1
+
+
+def ensure_topics(bootstrap: str, timeout_s: float = 30.0) -> None:
+    """Create every topic in `TOPICS` that the cluster at `bootstrap` does not have yet.
+
+    Existing topics are left as they are, including their partition counts and configs.
+    Raises RuntimeError naming the topic when the broker rejects a creation.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [topic for topic in TOPICS if topic.name not in existing]
+    if not missing:
+        logger.info("topics present count=%d bootstrap=%s", len(TOPICS), bootstrap)
+        return
+
+    new_topics = [
+        NewTopic(
+            topic.name,
+            num_partitions=topic.partitions,
+            replication_factor=LOCAL_REPLICATION_FACTOR,
+            config=dict(topic.configs),
+        )
+        for topic in missing
+    ]
+    futures = admin.create_topics(new_topics, request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except Exception as error:  # confluent_kafka raises KafkaException wrapping a KafkaError
+            kafka_error = error.args[0] if error.args else None
+            # Another process may have created it between list_topics and create_topics.
+            if getattr(kafka_error, "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise RuntimeError(
+                f"creating Kafka topic {name!r} at {bootstrap} failed: {error}; "
+                "check the broker log (spanline stack status prints its path)"
+            ) from error
+        logger.info("topic created topic=%s bootstrap=%s", name, bootstrap)
