@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pipeline.pricing.usage import Usage
@@ -97,7 +98,10 @@ class ImportedRun:
     source: str = ""
 
 
-_ISO_FRACTION = re.compile(r"^(?P<head>[^.]+)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:?\d\d)?$")
+_ISO_TIMESTAMP = re.compile(
+    r"^(?P<head>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d+))?"
+    r"(?P<zone>Z|[+-]\d{2}:?\d{2})?$"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SECOND = timedelta(seconds=1)
 
@@ -108,7 +112,7 @@ def iso_to_ns(text: str) -> int:
     `datetime` stops at microseconds, so the fraction is parsed separately. A timestamp without
     a zone is taken as UTC, the zone Langfuse exports in. Raises ValueError on other text.
     """
-    match = _ISO_FRACTION.match(text.strip())
+    match = _ISO_TIMESTAMP.match(text.strip())
     if match is None:
         raise ValueError(f"invalid ISO-8601 timestamp {text!r}")
     zone = match.group("zone") or "+00:00"
@@ -124,10 +128,14 @@ def iso_to_ns(text: str) -> int:
 
 
 def epoch_seconds_to_ns(seconds: float) -> int:
-    """Convert float epoch seconds (as `time.time()` returns them) to integer nanoseconds."""
+    """Convert float epoch seconds (as `time.time()` returns them) to integer nanoseconds.
+
+    The float's shortest decimal form is scaled exactly, so 1700000001.25 gives
+    1700000001250000000 and not the binary rounding error of `seconds * 1e9`.
+    """
     if not math.isfinite(seconds):
         raise ValueError(f"invalid epoch timestamp {seconds!r}")
-    return round(seconds * 1_000_000_000)
+    return int((Decimal(repr(float(seconds))) * 1_000_000_000).to_integral_value(ROUND_HALF_EVEN))
 
 
 def stable_hex_id(*parts: object, length: int = 16) -> str:
