@@ -1,0 +1,1 @@
+"""Live run metrics: per-run state folded from span batches, kept in faust tables."""
