@@ -62,6 +62,8 @@ def render_log4j2_properties() -> str:
     return "\n".join(
         [
             "status = warn",
+            # Log4j's own shutdown hook would stop logging before the broker logs its shutdown.
+            "shutdownHook = disable",
             "appender.console.type = Console",
             "appender.console.name = STDOUT",
             "appender.console.layout.type = PatternLayout",
