@@ -216,15 +216,35 @@ def _anthropic(raw: Mapping[str, Any]) -> Usage:
 def _gemini(raw: Mapping[str, Any]) -> Usage:
     # promptTokenCount contains cachedContentTokenCount; candidatesTokenCount excludes
     # thoughtsTokenCount. toolUsePromptTokenCount (tool results fed back) is input beside the prompt.
+    # promptTokensDetails splits the prompt by modality; audio has its own price.
     prompt = _count(raw, "promptTokenCount")
     cached = _count(raw, "cachedContentTokenCount")
     tool_prompt = _count(raw, "toolUsePromptTokenCount")
+    audio_in = _modality_count(raw.get("promptTokensDetails"), "AUDIO", "promptTokensDetails")
+    cached_audio = _modality_count(raw.get("cacheTokensDetails"), "AUDIO", "cacheTokensDetails")
+    # NOTE: cached audio is billed as an ordinary cache read and image/video output tokens as
+    # text output, because the Usage classes have no place for them.
+    if audio_in is not None and cached_audio:
+        audio_in = max(audio_in - cached_audio, 0)
     return Usage(
-        input_tokens=_plus(_minus(prompt, cached), tool_prompt),
+        input_tokens=_plus(_minus(prompt, cached, audio_in), tool_prompt),
         cache_read_tokens=cached,
+        audio_input_tokens=audio_in,
         output_tokens=_count(raw, "candidatesTokenCount"),
         reasoning_tokens=_count(raw, "thoughtsTokenCount"),
     )
+
+
+def _modality_count(details: Any, modality: str, label: str) -> Number:
+    """Sum tokenCount of the entries of a Gemini modality list with this modality."""
+    if not isinstance(details, list):
+        return None
+    total = None
+    for item in details:
+        if isinstance(item, Mapping) and str(item.get("modality", "")).upper() == modality:
+            count = _as_count(item.get("tokenCount"), f"{label}[{modality}].tokenCount")
+            total = (total or 0) + (count or 0)
+    return total
 
 
 def _bedrock(raw: Mapping[str, Any]) -> Usage:
