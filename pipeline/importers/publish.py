@@ -13,19 +13,27 @@ from pipeline.importers.registry import AUTO, expand_paths, load_file
 
 logger = logging.getLogger(__name__)
 
+# Tracer drop reasons decided while record_span runs. Delivery failures and close timeouts happen
+# later and are reported by `Tracer.close()`.
+_SYNCHRONOUS_SPAN_DROPS = ("invalid_span", "buffer_full", "tracer_closed")
+
 
 @dataclass
 class PublishResult:
-    """What was handed to the SDK: run ids in publishing order and span and frame counts."""
+    """What the SDK accepted: run ids in publishing order, span and frame counts, and rejections."""
 
     run_ids: list[str] = field(default_factory=list)
     spans: int = 0
     frames: int = 0
+    spans_rejected: int = 0
+    frames_rejected: int = 0
 
     def add(self, other: "PublishResult") -> None:
         self.run_ids.extend(other.run_ids)
         self.spans += other.spans
         self.frames += other.frames
+        self.spans_rejected += other.spans_rejected
+        self.frames_rejected += other.frames_rejected
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ def publish(runs: Iterable[ImportedRun], tracer: Any) -> PublishResult:
     `tracer.close()` to wait until Kafka has them.
     """
     result = PublishResult()
+    rejected_before = _rejected_counts(tracer)
     for run in runs:
         with tracer.run(run.agent, run_id=run.run_id) as recorded_run:
             for span in run.spans:
@@ -78,7 +87,35 @@ def publish(runs: Iterable[ImportedRun], tracer: Any) -> PublishResult:
         result.spans += len(run.spans)
         result.frames += len(run.frames)
         logger.debug("published run_id=%s agent=%s spans=%d frames=%d", run.run_id, run.agent, len(run.spans), len(run.frames))
+
+    # The SDK drops an invalid span or frame with a log line instead of raising. Counting the
+    # drops keeps `spans` and `frames` equal to what can reach storage, so a caller waiting for
+    # them does not wait forever.
+    rejected_after = _rejected_counts(tracer)
+    result.spans_rejected = rejected_after[0] - rejected_before[0]
+    result.frames_rejected = rejected_after[1] - rejected_before[1]
+    result.spans -= result.spans_rejected
+    result.frames -= result.frames_rejected
+    if result.spans_rejected or result.frames_rejected:
+        logger.error(
+            "the SDK rejected imported records spans_rejected=%d frames_rejected=%d run_ids=%s",
+            result.spans_rejected,
+            result.frames_rejected,
+            ",".join(result.run_ids),
+        )
     return result
+
+
+def _rejected_counts(tracer: Any) -> tuple[int, int]:
+    stats = getattr(tracer, "stats", None)
+    if stats is None:
+        return 0, 0
+    spans = getattr(stats, "spans_dropped_by_reason", {})
+    frames = getattr(stats, "frames_dropped_by_reason", {})
+    return (
+        sum(spans.get(reason, 0) for reason in _SYNCHRONOUS_SPAN_DROPS),
+        sum(count for reason, count in frames.items() if reason != "delivery_failed"),
+    )
 
 
 def import_files(
