@@ -1,0 +1,1 @@
+"""`make demo`: import real runs, record a real browser run, print a per-run summary."""
