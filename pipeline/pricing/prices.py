@@ -205,7 +205,7 @@ class PriceEntry:
             provider=data["provider"],
             model=data["model"],
             match=tuple(data.get("match", ())),
-            effective_from=_parse_time(data["effective_from"], "effective_from"),
+            effective_from=parse_time(data["effective_from"], "effective_from"),
             prices={name: Decimal(value) for name, value in data["prices"].items()},
             tiers=tuple(
                 PriceTier(
@@ -225,7 +225,7 @@ def _seconds_of_day(text: str) -> int:
     return int(hours) * 3600 + int(minutes) * 60
 
 
-def _parse_time(value: Any, label: str) -> datetime:
+def parse_time(value: Any, label: str) -> datetime:
     """Parse an ISO-8601 time or a date (midnight UTC); naive times are UTC."""
     if isinstance(value, datetime):
         parsed = value
@@ -438,7 +438,7 @@ def _operator_entry(raw: Any, where: str, path: Path) -> PriceEntry:
         )
     tiers.sort(key=lambda tier: tier.above_prompt_tokens)
     effective = raw.get("effective_from")
-    effective_from = _parse_time(effective, f"{where}.effective_from") if effective else EPOCH
+    effective_from = parse_time(effective, f"{where}.effective_from") if effective else EPOCH
     window = raw.get("utc_time_window")
     model = str(names[0]).strip()
     return PriceEntry(
@@ -771,6 +771,7 @@ __all__ = [
     "default_price_book",
     "load_operator_prices",
     "model_candidates",
+    "parse_time",
     "prompt_size",
     "to_ns",
 ]
