@@ -21,7 +21,7 @@ from pipeline.stack.topics import FRAME_MESSAGE_MAX_BYTES
 
 logger = logging.getLogger(__name__)
 
-# Must match <kafka.version> in deploy/local/kafka-pom.xml; the jars folder is named after it.
+# Passed to Maven as -Dkafka.version, which overrides the pom's default, and names the jars folder.
 KAFKA_VERSION = "4.3.2"
 HEAP = "1g"
 NODE_ID = 1
@@ -117,6 +117,7 @@ def install(settings: Settings) -> Path:
                 "-q",
                 "-B",
                 "-Dstyle.color=never",
+                f"-Dkafka.version={KAFKA_VERSION}",
                 "-f",
                 str(pom),
                 "dependency:copy-dependencies",
@@ -191,7 +192,7 @@ def server_argv(settings: Settings, paths: StackPaths) -> list[str]:
 
 
 def check_health(bootstrap: str, timeout_s: float) -> str:
-    """Return the broker count at `bootstrap` once it answers a metadata request."""
+    """Return the broker count from a metadata request to `bootstrap`."""
     from confluent_kafka.admin import AdminClient
 
     # librdkafka prints every refused connection to stderr, so wait for the port with a plain socket.

@@ -1,7 +1,7 @@
 """Start, stop and inspect the local stack: Kafka, TimescaleDB and an S3 server on 127.0.0.1.
 
-`up` is idempotent: it installs what is missing, starts what is not running, waits for each
-service to answer, then creates topics, applies migrations and creates the bucket. When all
+`up` is idempotent: it installs what is missing, starts what is not running, waits until each
+service responds, then creates topics, applies migrations and creates the bucket. When all
 services already run it only does the checks and the idempotent steps.
 """
 
@@ -25,14 +25,14 @@ from pipeline.stack.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 SERVICE_PORTS = {"kafka": config.KAFKA_PORT, "postgres": config.POSTGRES_PORT, "s3": config.S3_PORT}
-# Seconds each service gets to answer after it was started (or found running).
+# Seconds each service gets to pass its health check after it was started or found running.
 HEALTH_DEADLINES_S = {"kafka": 90.0, "postgres": 90.0, "s3": 60.0}
-# PostgreSQL treats SIGTERM as "wait for every client to disconnect"; SIGINT is its fast shutdown.
+# PostgreSQL waits for every client to disconnect on SIGTERM, but SIGINT is its fast shutdown.
 STOP_SIGNALS = {"kafka": signal.SIGTERM, "postgres": signal.SIGINT, "s3": signal.SIGTERM}
 
 
 class StackError(RuntimeError):
-    """A service of the local stack did not start or did not answer as expected."""
+    """Error raised when a service of the local stack did not start or failed its health check."""
 
     def __init__(self, service: str, expected: str, log_file: object, cause: object = None) -> None:
         message = f"{service}: expected {expected}, but it failed"
@@ -69,11 +69,11 @@ def _port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _check_port_free(service: str, port: int) -> None:
+def _check_port_free(service: str, port: int, paths: StackPaths) -> None:
     if _port_open(port):
         raise RuntimeError(
-            f"{service}: port 127.0.0.1:{port} is already in use by a process spanline did not start; "
-            "stop that process or free the port, then run spanline stack up again"
+            f"{service}: port 127.0.0.1:{port} is already in use by a process not started from the state "
+            f"folder {paths.state_dir}; stop that process or free the port, then run spanline stack up again"
         )
 
 
@@ -166,7 +166,7 @@ def up(settings: Settings) -> None:
     for name in sorted(set(SERVICE_PORTS) - not_running):
         _progress(f"{name}: already running (pid {running_record(paths.pid_file(name)).pid})")
     for name in sorted(not_running):
-        _check_port_free(name, SERVICE_PORTS[name])
+        _check_port_free(name, SERVICE_PORTS[name], paths)
 
     server = _install_all(settings, paths, not_running)
     if "kafka" in not_running:

@@ -10,7 +10,7 @@ from pipeline.config import Settings
 
 @dataclass(frozen=True)
 class StackPaths:
-    """Where each service keeps its data, its log and its PID file under one state folder."""
+    """Layout of service data, logs and PID files under one state folder."""
 
     state_dir: Path
 
@@ -46,7 +46,7 @@ class StackPaths:
 
 
 def repo_deploy_dir() -> Path:
-    """Return deploy/local of the source checkout, which holds the Kafka pom.
+    """Return deploy/local of the source checkout, which contains the Kafka pom.
 
     Raises FileNotFoundError when the package runs from an installed wheel without the checkout.
     """

@@ -2,8 +2,8 @@
 
 Debian 12 has no TimescaleDB package, and trixie's needs trixie's libc, so mmdebstrap builds a
 trixie root folder with postgresql-17 and postgresql-17-timescaledb once and keeps it as a tarball
-in the cache. Each state folder gets its own extracted copy (about 530 MB) whose
-/var/lib/spanline/pgdata is the data directory; the server log goes to the state folder's logs.
+in the cache. Each state folder gets its own extracted copy (about 575 MB). Its /var/lib/spanline/pgdata is the
+data directory, and the server log goes to the state folder's logs.
 """
 
 from __future__ import annotations

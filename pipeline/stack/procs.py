@@ -54,7 +54,7 @@ def parse_start_ticks(stat_text: str) -> int:
     after the last ')'.
     """
     after_name = stat_text[stat_text.rindex(")") + 2 :].split()
-    # after_name[0] is field 3 (state); starttime is field 22.
+    # after_name[0] is field 3 (state), so starttime, field 22, is at index 19.
     return int(after_name[22 - 3])
 
 
@@ -124,7 +124,7 @@ def start_detached(
         )
     start_ticks = read_start_ticks(process.pid)
     if start_ticks is None:
-        raise RuntimeError(f"{launch_argv[0]} exited at once; read {log_file}")
+        raise RuntimeError(f"{launch_argv[0]} exited right after it was started; read {log_file}")
     record = PidRecord(pid=process.pid, argv=tuple(expected_argv), start_ticks=start_ticks)
     temporary = pid_file.with_suffix(".tmp")
     temporary.write_text(record.to_json())

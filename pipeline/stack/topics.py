@@ -1,7 +1,8 @@
 """Kafka topics of Spanline as data, and their idempotent creation.
 
-`TOPICS` is the single table of topic names, partition counts and configs. The local stack, the
-docs and the Helm chart all read it, so a topic is declared in exactly one place.
+`TOPICS` is the single table of topic names, partition counts and configs. The local stack creates
+topics from it, and docs and deployment manifests are meant to be generated from it, so a topic is
+declared in one place.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ logger = logging.getLogger(__name__)
 
 HOUR_MS = 60 * 60 * 1000
 DAY_MS = 24 * HOUR_MS
-# Frames carry screenshots of a few MB; the SDK rejects frames over Settings.max_frame_bytes (8 MiB
-# by default), so topics that carry frame bytes accept twice that to leave room for the envelope.
+# Frames carry screenshots of a few MB. The SDK rejects frames over Settings.max_frame_bytes (8 MiB
+# by default), so topics that carry frame bytes accept twice that and leave room for the envelope.
 FRAME_MESSAGE_MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -59,25 +60,25 @@ TOPICS: tuple[TopicSpec, ...] = (
         config.SPANS_ENRICHED_TOPIC,
         4,
         {"retention.ms": str(DAY_MS)},
-        "priced span batches, for consumers other than the TimescaleDB sink",
+        "priced span batches for downstream consumers",
     ),
     TopicSpec(
         config.RUNS_TOPIC,
         4,
         {"cleanup.policy": "compact"},
-        "latest state of each run, keyed by run id",
+        "run state keyed by run id; compaction keeps the latest record per run",
     ),
     TopicSpec(
         config.PRICES_TOPIC,
         1,
         {"cleanup.policy": "compact"},
-        "current price of each model, keyed by price id",
+        "model prices; compaction keeps the latest record per key",
     ),
     TopicSpec(
         config.OTLP_TOPIC,
         2,
         {},
-        "OTLP trace exports received over HTTP, before conversion to span batches",
+        "raw OTLP trace exports received over HTTP",
     ),
 )
 
