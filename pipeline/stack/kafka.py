@@ -59,6 +59,7 @@ def render_server_properties(log_dir: Path, kafka_port: int, controller_port: in
 
 def render_log4j2_properties() -> str:
     """Render a Log4j 2 configuration that writes the broker log to standard output."""
+    # NOTE: standard output goes to logs/kafka.log, which is never rotated; delete it while stopped.
     return "\n".join(
         [
             "status = warn",

@@ -7,6 +7,7 @@ services already run it only does the checks and the idempotent steps.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import signal
 import socket
@@ -151,11 +152,21 @@ def _apply_migrations(dsn: str) -> None:
 
 
 def up(settings: Settings) -> None:
-    """Install, start and check the local stack, then create topics, tables and the bucket."""
-    started = time.monotonic()
+    """Install, start and check the local stack, then create topics, tables and the bucket.
+
+    Holds an exclusive lock on run/up.lock in the state folder, so two concurrent calls
+    run one after the other instead of both starting the same service.
+    """
     paths = StackPaths.from_settings(settings)
     for folder in (paths.state_dir, paths.logs_dir, paths.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    with open(paths.run_dir / "up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _up_locked(settings, paths)
+
+
+def _up_locked(settings: Settings, paths: StackPaths) -> None:
+    started = time.monotonic()
     _progress(f"stack: state folder {paths.state_dir}, cache folder {settings.cache_dir}")
 
     installed = apt.ensure_packages()
