@@ -127,7 +127,7 @@ class PriceTier:
 class PriceEntry:
     """One price list for one model, in force from `effective_from` (UTC) until a later entry.
 
-    `prices` holds USD per million tokens for the classes the source sets; other classes fall back
+    `prices` contains USD per million tokens for the classes the source sets; other classes fall back
     as PRICE_FALLBACK says. `utc_time_window` ("HH:MM", "HH:MM") limits the entry to a daily window,
     for providers with peak and off-peak prices.
     """
@@ -321,7 +321,7 @@ def cost(usage: Usage, entry: PriceEntry) -> CostBreakdown:
 
 @dataclass(frozen=True)
 class ModelAlias:
-    """A deployment name (Azure deployment, gateway route) that stands for a known model."""
+    """A deployment name (Azure deployment, gateway route) that is an alias of a known model."""
 
     deployment: str
     model: str
@@ -389,7 +389,7 @@ def load_operator_prices(path: str | Path) -> OperatorPrices:
     except yaml.YAMLError as error:
         raise ValueError(f"operator price file {path} is not valid YAML: {error}") from None
     if not isinstance(document, Mapping):
-        raise ValueError(f"operator price file {path} must hold a mapping with 'prices' and 'aliases'")
+        raise ValueError(f"operator price file {path} must contain a mapping with 'prices' and 'aliases'")
     unknown = set(document) - {"prices", "aliases"}
     if unknown:
         raise ValueError(f"operator price file {path}: unknown top-level keys {sorted(unknown)}")
