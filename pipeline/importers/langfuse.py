@@ -268,7 +268,7 @@ def choose_usage(usage_details: Any, otel_attributes: Mapping[str, Any]) -> tupl
     """Return the richest usage among usageDetails and the raw OTel attributes, and an error note.
 
     The note is set when a candidate could not be normalised; the other candidates still count.
-    None is returned when no candidate knows any class.
+    None is returned when no candidate has a known class.
     """
     candidates: list[tuple[str, Any]] = [("langfuse", usage_details)]
     gen_ai = {k: v for k, v in otel_attributes.items() if k.startswith("gen_ai.usage.")}

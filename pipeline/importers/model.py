@@ -110,7 +110,7 @@ def iso_to_ns(text: str) -> int:
     """Convert an ISO-8601 timestamp to UTC nanoseconds since the epoch, keeping every digit.
 
     `datetime` stops at microseconds, so the fraction is parsed separately. A timestamp without
-    a zone is taken as UTC, the zone Langfuse exports in. Raises ValueError on other text.
+    a zone is taken as UTC, the zone Langfuse writes (with a `Z` suffix). Raises ValueError on other text.
     """
     match = _ISO_TIMESTAMP.match(text.strip())
     if match is None:

@@ -20,7 +20,7 @@ _SYNCHRONOUS_SPAN_DROPS = ("invalid_span", "buffer_full", "tracer_closed")
 
 @dataclass
 class PublishResult:
-    """What the SDK accepted: run ids in publishing order, span and frame counts, and rejections."""
+    """Counts of records the SDK accepted and rejected, and the run ids in publishing order."""
 
     run_ids: list[str] = field(default_factory=list)
     spans: int = 0
