@@ -1,4 +1,4 @@
-"""What an agent runtime embeds: a tracer that batches spans per run and sends them to Kafka.
+"""Tracer SDK for agent runtimes: batches spans per run and sends them and frames to Kafka.
 
     from pipeline.sdk import Tracer
 

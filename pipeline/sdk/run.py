@@ -253,7 +253,7 @@ class Run:
                 tool_args=tool_args,
                 attributes=attributes,
             )
-        except (InvalidSpanError, TypeError, ValueError) as error:
+        except Exception as error:  # InvalidSpanError, or a conversion failing on a caller's value
             self.tracer._drop_invalid_span(self, span_id, step, error)
             return span_id
         self.tracer._append_span(self, row)
@@ -272,6 +272,8 @@ class Run:
         height: int | None = None,
     ) -> str:
         """Send one captured view (one Kafka message) and return the SHA-256 hex of `data`.
+
+        Returns "" when `data` is not bytes-like; that frame is dropped and counted.
 
         The frame takes the run's next seq even when it is dropped, so a gap in seq shows a loss.
         """

@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
 
 from pipeline.config import Settings
 from pipeline.sdk.run import FRAME_KINDS, ROW_FIELDS, Run
 from pipeline.wire.frames import Frame, encode_frame
-from pipeline.wire.framing import WireError
 from pipeline.wire.spans import DEFAULT_SDK, encode_span_batch
 
 logger = logging.getLogger(__name__)
@@ -134,6 +132,9 @@ def create_producer(settings: Settings, linger_ms: int) -> ProducerLike:
         # librdkafka rejects messages over 1,000,000 bytes by default, below the frame limit.
         "message.max.bytes": settings.max_frame_bytes + FRAME_OVERHEAD_BYTES,
         "error_cb": _log_producer_error,
+        # Sends librdkafka's own log lines through Python logging instead of raw stderr; they are
+        # emitted from inside poll() and flush().
+        "logger": logging.getLogger("pipeline.sdk.librdkafka"),
     }
     return Producer(config)
 
@@ -394,7 +395,7 @@ class Tracer:
                 height=None if height is None else int(height),
             )
             value = encode_frame(frame)
-        except (WireError, TypeError, ValueError) as error:
+        except Exception as error:  # WireError, or a conversion failing on a caller's value
             self._drop_frame(run, step, "invalid_frame", "frame dropped: %s", error)
             return digest
 
@@ -408,7 +409,7 @@ class Tracer:
                 run, step, "producer_queue_full", "frame dropped because the producer queue is full"
             )
             return digest
-        except (KafkaException, TypeError, ValueError) as error:
+        except Exception as error:  # KafkaException, or any other producer failure
             self._drop_frame(run, step, "produce_failed", "frame produce failed: %s", error)
             return digest
         with self._lock:
@@ -470,7 +471,7 @@ class Tracer:
         """Encode and produce one batch; return False only when it should be retried later."""
         try:
             value = encode_span_batch(buffer.run_id, buffer.agent, buffer.columns, sdk=self.sdk_name)
-        except WireError as error:
+        except Exception as error:  # WireError; build_row already checked each span's values
             self._drop_batch(buffer, "encode_failed", error)
             return True
         on_delivery = partial(self._on_spans_delivered, buffer.run_id, buffer.size)
@@ -487,7 +488,7 @@ class Tracer:
                 buffer.size,
             )
             return False
-        except (KafkaException, TypeError, ValueError) as error:
+        except Exception as error:  # KafkaException, or any other producer failure
             self._drop_batch(buffer, "produce_failed", error)
             return True
         with self._lock:
