@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from pipeline.wire.framing import SchemaRegistry, WireError, default_registry
 
@@ -79,4 +79,8 @@ def decode_frame(value: bytes, *, registry: SchemaRegistry | None = None) -> Fra
             f"frame run_id={record['run_id']} seq={record['seq']}: data hashes to {actual}, "
             f"the sha256 field says {record['sha256']!r}",
         )
-    return Frame(**record)
+    # Fields a newer reader schema adds are ignored until Frame grows matching attributes.
+    return Frame(**{name: record[name] for name in _FRAME_ATTRIBUTES})
+
+
+_FRAME_ATTRIBUTES = tuple(frame_field.name for frame_field in fields(Frame))

@@ -168,6 +168,8 @@ class SchemaRegistry:
 
     def writer_of(self, value: bytes) -> WireSchema:
         """Return the schema that wrote `value`, checking the magic bytes and the fingerprint."""
+        if value is None:
+            raise WireError("truncated", "value is missing (a Kafka tombstone carries no bytes)")
         if len(value) < HEADER_SIZE:
             if value[: len(MAGIC)] != MAGIC[: len(value)]:
                 raise WireError("bad_magic", f"value starts with {bytes(value[:2]).hex()}, expected c301")

@@ -173,6 +173,13 @@ def test_every_truncation_is_truncated(make_value, decode):
         assert caught.value.reason == "truncated", (length, str(caught.value))
 
 
+def test_tombstone_is_truncated():
+    with pytest.raises(WireError) as caught:
+        decode_span_batch(None)
+
+    assert caught.value.reason == "truncated"
+
+
 def test_trailing_bytes_are_invalid_batch():
     with pytest.raises(WireError) as caught:
         decode_span_batch(small_batch() + b"\x00")
