@@ -1,7 +1,7 @@
 """Write the Spanline Grafana dashboards (Classic dashboard JSON) into deploy/grafana/dashboards.
 
-The JSON files are generated so that every panel shares one layout, data source and style; edit
-this file and run `python deploy/grafana/build_dashboards.py`, then commit both. The test
+The JSON files are generated so that every panel shares one layout, data source and style. Edit
+this file, run `python deploy/grafana/build_dashboards.py`, then commit both. The test
 tests/deploy/test_grafana_panels.py checks that the committed JSON matches this output and runs
 every panel's SQL against TimescaleDB.
 """
@@ -14,11 +14,12 @@ from typing import Any
 
 DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "spanline-tsdb"}
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
-# Classic dashboard JSON as written by Grafana 11 and 12; newer Grafana migrates it on load.
+# Grafana migrates Classic dashboard JSON with an older schemaVersion on load, so a conservative
+# number keeps the files loadable on older Grafana releases too.
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
 
-# Span duration in seconds; every latency panel uses the same expression.
+# Span duration in seconds, shared by every latency panel.
 DURATION_S = "extract(epoch FROM end_time - start_time)"
 RUN_LINK = "/d/spanline-run/spanline-run?var-run_id=${__value.raw}&${__url_time_range}"
 

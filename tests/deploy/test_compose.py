@@ -1,7 +1,7 @@
 """Check deploy/docker-compose.yml offline, with structural assertions.
 
-No Docker is needed. No PyPI package ships the compose-spec JSON schema itself, so the checks
-below cover what a wrong edit most often breaks: missing images, ports open beyond the machine,
+No Docker is needed. The `compose-spec` package on PyPI (0.2.1) wraps a Rust parser and ships no
+JSON schema, so the checks below cover what a wrong edit most often breaks: missing images, ports open beyond the machine,
 dangling depends_on targets and environment variables that no Settings field reads.
 """
 

@@ -1,7 +1,7 @@
 """Lint and render the Helm chart, then validate every rendered manifest offline.
 
 Core Kubernetes kinds are checked against the JSON schemas that the `kubernetes-validate` package
-ships; the CRD kinds (KEDA, Prometheus Operator, Strimzi) against the small schemas in
+ships. The CRD kinds (KEDA, Prometheus Operator, Strimzi) are checked against the small schemas in
 crd_schemas/, which cover only the fields the chart renders. helm comes from
 deploy/tools/install-helm.sh, which builds it from the Go module proxy on the first run.
 """
