@@ -37,6 +37,9 @@ CRD_SCHEMAS = {
 }
 WORKER_COMPONENTS = ("span-worker", "frame-worker")
 
+# The first test may build helm (several minutes on 2 cores) inside its fixture setup.
+pytestmark = pytest.mark.timeout(1800)
+
 Manifest = dict[str, Any]
 
 
