@@ -42,6 +42,7 @@ VIEWPORT = {"width": 1280, "height": 720}
 ACTION_TIMEOUT_MS = 10_000
 # The failing step waits this long for a selector that never appears.
 MISSING_SELECTOR_TIMEOUT_MS = 1_500
+SCREENSHOT_ATTEMPTS = 3
 SIMULATED_PROVIDER = "openai"
 SIMULATED_MODEL = "gpt-4o-mini"
 
@@ -215,7 +216,9 @@ def _action(
     )
     recorder.spans += 1
 
-    screenshot = page.screenshot(type="png")
+    screenshot = _capture_viewport(page, step)
+    if screenshot is None:
+        return
     size = page.viewport_size or VIEWPORT
     recorder.run.record_frame(
         screenshot,
@@ -228,6 +231,23 @@ def _action(
         height=size["height"],
     )
     recorder.frames += 1
+
+
+def _capture_viewport(page: Any, step: int) -> bytes | None:
+    """Return a PNG of the viewport once the page has loaded, or None after SCREENSHOT_ATTEMPTS failures."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(1, SCREENSHOT_ATTEMPTS + 1):
+        try:
+            # A click that navigates returns before the next page is painted, and Chromium cannot
+            # capture a page in the middle of a navigation.
+            page.wait_for_load_state("load")
+            return page.screenshot(type="png")
+        except PlaywrightError as error:
+            logger.warning("demo screenshot failed step=%d attempt=%d error=%s", step, attempt, error)
+            time.sleep(0.2 * attempt)
+    logger.error("demo frame skipped after %d failed screenshots step=%d", SCREENSHOT_ATTEMPTS, step)
+    return None
 
 
 def _simulated_llm(

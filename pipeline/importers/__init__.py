@@ -5,7 +5,7 @@ Parsing is pure and returns `ImportedRun` values; `publish` and `import_files` h
 """
 
 from pipeline.importers.model import ImportedFrame, ImportedRun, ImportedSpan, ImportFormatError
-from pipeline.importers.publish import ImportSummary, PublishResult, import_files, publish
+from pipeline.importers.publish import ImportSummary, PublishResult, import_files, import_paths, publish
 from pipeline.importers.registry import FORMATS, detect_format, expand_paths, load_file
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "detect_format",
     "expand_paths",
     "import_files",
+    "import_paths",
     "load_file",
     "publish",
 ]

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from pipeline.importers.publish import FileOutcome, ImportSummary, import_files
+from pipeline.importers.publish import FileOutcome, ImportSummary, format_outcome, import_files
 from pipeline.importers.registry import AUTO, FORMATS
 
 logger = logging.getLogger(__name__)
@@ -54,15 +54,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def print_outcome(outcome: FileOutcome) -> None:
-    """Print one line for an imported or failed file."""
-    if outcome.error is not None:
-        print(f"FAILED {outcome.error}", file=sys.stderr, flush=True)
-        return
-    result = outcome.result
-    line = f"{outcome.path}: {len(result.run_ids)} runs, {result.spans} spans, {result.frames} frames"
-    if outcome.skipped_run_ids:
-        line += f" (skipped {len(outcome.skipped_run_ids)} runs already imported: {', '.join(outcome.skipped_run_ids)})"
-    print(line, flush=True)
+    """Print one line for an imported file, or for a failed one on stderr."""
+    stream = sys.stderr if outcome.error is not None else sys.stdout
+    print(format_outcome(outcome), file=stream, flush=True)
 
 
 def print_summary(summary: ImportSummary, close_stats: Any = None) -> None:

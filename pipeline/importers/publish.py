@@ -57,6 +57,18 @@ class ImportSummary:
     def failed_files(self) -> list[FileOutcome]:
         return [outcome for outcome in self.files if outcome.error is not None]
 
+    @property
+    def run_ids(self) -> list[str]:
+        return self.published.run_ids
+
+    @property
+    def spans(self) -> int:
+        return self.published.spans
+
+    @property
+    def frames(self) -> int:
+        return self.published.frames
+
 
 def publish(runs: Iterable[ImportedRun], tracer: Any) -> PublishResult:
     """Record every span and frame of `runs` through `tracer` (a `pipeline.sdk.Tracer`).
@@ -151,3 +163,29 @@ def import_files(
         if on_file is not None:
             on_file(outcome)
     return summary
+
+
+def import_paths(
+    paths: Iterable[str | Path],
+    tracer: Any,
+    *,
+    format_name: str = AUTO,
+    agent: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ImportSummary:
+    """Run `import_files` and pass one printable line per file to `progress`."""
+    on_file = None if progress is None else (lambda outcome: progress(format_outcome(outcome)))
+    return import_files(paths, tracer, format_name=format_name, agent=agent, on_file=on_file)
+
+
+def format_outcome(outcome: FileOutcome) -> str:
+    """Return one line for an imported file (path and counts) or a failed one (FAILED and reason)."""
+    if outcome.error is not None:
+        return f"FAILED {outcome.error}"
+    result = outcome.result
+    line = f"{outcome.path}: {len(result.run_ids)} runs, {result.spans} spans, {result.frames} frames"
+    if result.spans_rejected or result.frames_rejected:
+        line += f" ({result.spans_rejected} spans and {result.frames_rejected} frames rejected by the SDK)"
+    if outcome.skipped_run_ids:
+        line += f" (skipped {len(outcome.skipped_run_ids)} runs already imported: {', '.join(outcome.skipped_run_ids)})"
+    return line

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from pipeline.importers import cli as import_cli
-from pipeline.importers import detect_format, expand_paths, import_files, load_file, publish
+from pipeline.importers import detect_format, expand_paths, import_files, import_paths, load_file, publish
 from pipeline.importers.model import ImportedFrame, ImportedRun, ImportedSpan, ImportFormatError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
@@ -160,3 +160,13 @@ def test_import_command_exit_code_and_output(monkeypatch: pytest.MonkeyPatch, ca
     assert "FAILED" in captured.err
     assert "not-json.trace.json" in captured.err
     assert "2 files failed" in captured.out
+
+
+def test_import_paths_reports_lines() -> None:
+    lines: list[str] = []
+    summary = import_paths([FIXTURES], RecordingTracer(), progress=lines.append)
+    assert len(lines) == 4
+    assert sum(line.startswith("FAILED") for line in lines) == 2
+    assert summary.run_ids == summary.published.run_ids
+    assert summary.spans == 14
+    assert summary.frames == 0
