@@ -39,7 +39,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Import the files named in `args`. Return 1 when any file failed, else 0."""
+    """Import the files named in `args`. Return 1 when a file failed or a record was dropped, else 0."""
     from pipeline.config import Settings
     from pipeline.sdk import Tracer
 
@@ -50,7 +50,8 @@ def run_import(args: argparse.Namespace) -> int:
         stats = tracer.close(timeout_s=CLOSE_TIMEOUT_S)
     logger.info("tracer closed stats=%s", stats)
     print_summary(summary, stats)
-    return 1 if summary.failed_files else 0
+    undelivered = getattr(stats, "spans_dropped", 0) + getattr(stats, "frames_dropped", 0)
+    return 1 if summary.failed_files or undelivered else 0
 
 
 def print_outcome(outcome: FileOutcome) -> None:
