@@ -31,12 +31,15 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
     """Build the faust app for a role; agents are attached by the role's module."""
     if role not in ROLES:
         raise ValueError(f"worker role {role!r} is unknown; use one of {', '.join(ROLES)}")
+    datadir = settings.state_dir / "faust" / role
+    # faust creates only the last folder of its data directory.
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         consumer_group(settings, role),
         broker=f"kafka://{settings.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",
-        datadir=str(settings.state_dir / "faust" / role),
+        datadir=str(datadir),
         web_host=web_host,
         web_port=web_port,
         web_bind=web_host,

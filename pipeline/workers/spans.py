@@ -13,7 +13,8 @@ from faust.types import EventT
 
 from pipeline import metrics
 from pipeline.config import Settings
-from pipeline.pricing.prices import price_columns
+from pipeline.pricing.columns import price_columns
+from pipeline.pricing.prices import PriceBook, default_price_book
 from pipeline.stores.span_sink import SourcedSpanBatch, SpanSink
 from pipeline.wire.framing import WireError
 from pipeline.wire.spans import decode_span_batch
@@ -36,6 +37,8 @@ def attach_span_agent(app: faust.App, settings: Settings) -> None:
     spans_topic = app.topic(settings.spans_topic, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(settings.spans_dlq_topic, key_type=bytes, value_type=bytes)
     lag = LagTracker(settings.spans_topic)
+    # Built once: resolving prices from genai-prices data is slow, pricing a batch is not.
+    book = default_price_book(settings.prices_file)
     sink = SpanSink(
         settings.database_dsn.reveal(), consumer_group(settings, "spans"), settings.spans_topic
     )
@@ -44,7 +47,7 @@ def attach_span_agent(app: faust.App, settings: Settings) -> None:
     async def store_spans(stream: faust.StreamT) -> None:
         app.spanline_ready = True
         async for events in stream.take_events(MAX_MESSAGES_PER_WRITE, within=WRITE_WINDOW_S):
-            batches = await _decode_and_price(events, dlq_topic)
+            batches = await _decode_and_price(events, dlq_topic, book)
             if not batches:
                 continue
             result = await retry_forever(
@@ -76,7 +79,7 @@ def _timed_write(sink: SpanSink, batches: Sequence[SourcedSpanBatch]):  # noqa: 
 
 
 async def _decode_and_price(
-    events: Sequence[EventT], dlq_topic: faust.TopicT
+    events: Sequence[EventT], dlq_topic: faust.TopicT, book: PriceBook
 ) -> list[SourcedSpanBatch]:
     batches: list[SourcedSpanBatch] = []
     for event in events:
@@ -97,7 +100,7 @@ async def _decode_and_price(
                 agent=batch.agent,
                 size=batch.size,
                 columns=batch.columns,
-                cost_columns=price_columns(batch.columns),
+                cost_columns=price_columns(batch.columns, book),
             )
         )
     return batches

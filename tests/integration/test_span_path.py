@@ -17,7 +17,8 @@ def test_killed_worker_restarted_stores_each_span_once(isolated: IsolatedPipelin
     settings = isolated.settings
     dsn = settings.database_dsn.reveal()
     prefix = f"kill-{uuid.uuid4().hex[:8]}"
-    runs, spans_per_run = 40, 500
+    # Enough spans that the worker needs several seconds, so the kill lands mid-stream.
+    runs, spans_per_run = 400, 500
     expected = runs * spans_per_run
 
     publish_llm_spans(settings, prefix, runs, spans_per_run)
@@ -25,7 +26,7 @@ def test_killed_worker_restarted_stores_each_span_once(isolated: IsolatedPipelin
     try:
         wait_for(
             lambda: count_rows(dsn, SPAN_COUNT_SQL, (prefix + "%",)) > 0,
-            timeout_s=60, what="the first rows before the kill",
+            timeout_s=60, what="the first rows before the kill", interval_s=0.05,
         )
     finally:
         worker.kill()
@@ -35,7 +36,7 @@ def test_killed_worker_restarted_stores_each_span_once(isolated: IsolatedPipelin
     try:
         wait_for(
             lambda: count_rows(dsn, SPAN_COUNT_SQL, (prefix + "%",)) >= expected,
-            timeout_s=120, what=f"{expected} spans after the restart",
+            timeout_s=240, what=f"{expected} spans after the restart",
         )
         # Let any redelivered message arrive and be filtered before counting for duplicates.
         wait_for(lambda: True, timeout_s=1, what="settling")
@@ -43,6 +44,7 @@ def test_killed_worker_restarted_stores_each_span_once(isolated: IsolatedPipelin
         restarted.stop()
 
     print(f"stored before SIGKILL: {stored_at_kill} of {expected}")
+    assert 0 < stored_at_kill < expected, "the kill did not land mid-stream"
     assert count_rows(dsn, SPAN_COUNT_SQL, (prefix + "%",)) == expected
     assert count_rows(dsn, DISTINCT_SQL, (prefix + "%",)) == expected
 
