@@ -23,6 +23,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     subparsers.add_parser(
         "status", help="print one line per service: running or stopped, pid, port, log file"
     ).set_defaults(handler=_run_status)
+    # The next two work against any deployment (SPANLINE_* settings); the Helm chart's Jobs run them.
+    subparsers.add_parser(
+        "migrate", help="apply pending database migrations to SPANLINE_DATABASE_DSN"
+    ).set_defaults(handler=_run_migrate)
+    subparsers.add_parser(
+        "topics", help="create missing Spanline topics on SPANLINE_KAFKA_BOOTSTRAP"
+    ).set_defaults(handler=_run_topics)
 
 
 def _run_up(args: argparse.Namespace) -> int:
@@ -53,3 +60,31 @@ def _run_status(args: argparse.Namespace) -> int:
     for service in statuses:
         print(service.line())
     return 0 if all(service.running for service in statuses) else 3
+
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from pipeline.stores.migrate import apply_migrations
+
+    settings = Settings.from_env()
+    try:
+        applied = apply_migrations(settings.database_dsn.reveal())
+    except psycopg.Error as error:
+        print(f"error: migrations failed: {error}")
+        return 1
+    print(f"applied migrations: {', '.join(applied) if applied else 'none pending'}")
+    return 0
+
+
+def _run_topics(args: argparse.Namespace) -> int:
+    from pipeline.stack.topics import ensure_topics
+
+    settings = Settings.from_env()
+    try:
+        ensure_topics(settings.kafka_bootstrap)
+    except Exception as error:  # noqa: BLE001 - AdminClient raises KafkaException and others
+        print(f"error: creating topics on {settings.kafka_bootstrap} failed: {error}")
+        return 1
+    print(f"topics present on {settings.kafka_bootstrap}")
+    return 0
