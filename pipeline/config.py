@@ -69,6 +69,14 @@ class Settings:
     """Resolved, immutable configuration. Build with `Settings.from_env()`."""
 
     kafka_bootstrap: str = f"127.0.0.1:{KAFKA_PORT}"
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, as Kafka clients name them.
+    kafka_security_protocol: str = "PLAINTEXT"
+    # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; only read with a SASL_* protocol.
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    # PEM bundle of the CA that signed the brokers' certificates; the system store when unset.
+    kafka_ca_file: Path | None = None
     database_dsn: Secret = Secret(
         f"host=127.0.0.1 port={POSTGRES_PORT} user=postgres dbname=spanline"
     )
@@ -113,10 +121,10 @@ class Settings:
         return replace(settings, **overrides) if overrides else settings
 
 
-_SECRET_FIELDS = {"database_dsn", "s3_access_key", "s3_secret_key"}
+_SECRET_FIELDS = {"database_dsn", "s3_access_key", "s3_secret_key", "kafka_sasl_password"}
 _INT_FIELDS = {"max_frame_bytes"}
 _BOOL_FIELDS = {"s3_secure"}
-_PATH_FIELDS = {"cache_dir", "state_dir", "prices_file"}
+_PATH_FIELDS = {"cache_dir", "state_dir", "prices_file", "kafka_ca_file"}
 
 
 def _coerce(name: str, raw: str, env_name: str) -> object:

@@ -122,9 +122,14 @@ def create_producer(settings: Settings, linger_ms: int) -> ProducerLike:
     """Create a confluent-kafka producer for spans and frames, configured from `settings`."""
     from confluent_kafka import Producer
 
+    from pipeline.kafka_clients import librdkafka_config
+
     config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_config(settings),
         "client.id": "spanline-sdk",
+        # murmur2 is the Java clients' and aiokafka's partitioner: a run id lands on the same
+        # partition whichever client produced it, which faust's run tables rely on.
+        "partitioner": "murmur2_random",
         "linger.ms": linger_ms,
         "compression.type": "zstd",
         "enable.idempotence": True,

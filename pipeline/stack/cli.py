@@ -27,9 +27,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     subparsers.add_parser(
         "migrate", help="apply pending database migrations to SPANLINE_DATABASE_DSN"
     ).set_defaults(handler=_run_migrate)
-    subparsers.add_parser(
+    topics = subparsers.add_parser(
         "topics", help="create missing Spanline topics on SPANLINE_KAFKA_BOOTSTRAP"
-    ).set_defaults(handler=_run_topics)
+    )
+    topics.add_argument(
+        "--replication-factor", type=int, default=1,
+        help="replicas per partition for new topics (default 1, the local single broker)",
+    )
+    topics.add_argument(
+        "--run-partitions", type=int, default=None,
+        help="partitions of the run-keyed topics (spans, enriched spans, runs); default 4",
+    )
+    topics.set_defaults(handler=_run_topics)
 
 
 def _run_up(args: argparse.Namespace) -> int:
@@ -78,11 +87,17 @@ def _run_migrate(args: argparse.Namespace) -> int:
 
 
 def _run_topics(args: argparse.Namespace) -> int:
+    from pipeline.kafka_clients import librdkafka_config
     from pipeline.stack.topics import ensure_topics
 
     settings = Settings.from_env()
     try:
-        ensure_topics(settings.kafka_bootstrap)
+        ensure_topics(
+            settings.kafka_bootstrap,
+            client_config=librdkafka_config(settings),
+            replication_factor=args.replication_factor,
+            run_keyed_partitions=args.run_partitions,
+        )
     except Exception as error:  # noqa: BLE001 - AdminClient raises KafkaException and others
         print(f"error: creating topics on {settings.kafka_bootstrap} failed: {error}")
         return 1

@@ -82,19 +82,32 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
 )
 
+# Topics keyed by run id; they share one partition count (see ensure_topics).
+RUN_KEYED_TOPICS = frozenset({"spanline.spans.v1", "spanline.spans.enriched.v1", "spanline.runs.v1"})
+
 # A single local broker cannot hold more than one replica of a partition.
 LOCAL_REPLICATION_FACTOR = 1
 
 
-def ensure_topics(bootstrap: str, timeout_s: float = 30.0) -> None:
+def ensure_topics(
+    bootstrap: str,
+    timeout_s: float = 30.0,
+    *,
+    client_config: dict | None = None,
+    replication_factor: int = LOCAL_REPLICATION_FACTOR,
+    run_keyed_partitions: int | None = None,
+) -> None:
     """Create every topic in `TOPICS` that the cluster at `bootstrap` does not have yet.
 
     Existing topics are left as they are, including their partition counts and configs.
+    `client_config` adds librdkafka keys (security settings) for a remote cluster, and
+    `run_keyed_partitions` overrides the partition count of every topic keyed by run id, which
+    must all be equal so that faust's run tables stay co-partitioned with the span topic.
     Raises RuntimeError naming the topic when the broker rejects a creation.
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [topic for topic in TOPICS if topic.name not in existing]
     if not missing:
@@ -104,8 +117,12 @@ def ensure_topics(bootstrap: str, timeout_s: float = 30.0) -> None:
     new_topics = [
         NewTopic(
             topic.name,
-            num_partitions=topic.partitions,
-            replication_factor=LOCAL_REPLICATION_FACTOR,
+            num_partitions=(
+                run_keyed_partitions
+                if run_keyed_partitions and topic.name in RUN_KEYED_TOPICS
+                else topic.partitions
+            ),
+            replication_factor=replication_factor,
             config=dict(topic.configs),
         )
         for topic in missing

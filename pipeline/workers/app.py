@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import metrics
 from pipeline.config import Settings
+from pipeline.kafka_clients import faust_credentials
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
     app = faust.App(
         consumer_group(settings, role),
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         datadir=str(datadir),
