@@ -1,4 +1,4 @@
-"""OTLP trace files: the format name is reserved, the parser is not written yet."""
+"""OTLP trace files (OTLP/JSON ExportTraceServiceRequest): parsed by pipeline.otel."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def looks_like(document: Any) -> bool:
 
 
 def parse(document: Any, *, source: str = "", agent: str | None = None) -> list[ImportedRun]:
-    """Raise ImportFormatError: OTLP files cannot be imported yet."""
-    raise ImportFormatError(
-        "the otlp import format is not available yet; export the trace from Langfuse and import "
-        "it with --format langfuse, or send it live to `spanline otlp`"
-    )
+    """Map an OTLP/JSON document (or OTLP protobuf bytes) to runs with the rules of pipeline.otel."""
+    from pipeline.otel.convert import OtlpDecodeError, imported_runs
+
+    try:
+        return imported_runs(document, source=source, agent=agent)
+    except OtlpDecodeError as error:
+        raise ImportFormatError(str(error)) from None

@@ -425,6 +425,11 @@ def map_span(span: Span, context: _Context, invalid_utf8: bool) -> MappedSpan | 
         provider_key, provider = _first_key(own, _PROVIDER_KEYS)
         model_key, model = _first_key(own, _MODEL_KEYS)
         consumed += [key for key in (provider_key, model_key) if key]
+        if model is None:
+            # GenAI span names are `{operation} {gen_ai.request.model}`, e.g. `chat gpt-4o`.
+            operation, _, rest = name.partition(" ")
+            if operation in _INFERENCE_OPERATIONS and rest.strip():
+                model = rest.strip()
         usage, usage_keys = _usage_for(attributes, flags)
         consumed += usage_keys
         cost_key, reported_cost = _reported_cost(own)

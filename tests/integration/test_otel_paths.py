@@ -221,3 +221,23 @@ def test_http_receiver_to_priced_rows(otlp_pipeline: IsolatedPipeline):
     finally:
         receiver.stop()
         span_worker.stop()
+
+
+def test_import_command_reads_otlp_json(otlp_pipeline: IsolatedPipeline, tmp_path):
+    settings = otlp_pipeline.settings
+    span_worker = start_worker(otlp_pipeline, "spans", "spans")
+    try:
+        run_id = f"conv-import-{uuid.uuid4().hex[:8]}"
+        path = tmp_path / "export.otlp.json"
+        path.write_text(json.dumps(conversation_export(run_id, uuid.uuid4().hex)))
+        import os
+
+        completed = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "import", "--format", "otlp", str(path)],
+            env={**os.environ, **otlp_pipeline.env}, capture_output=True, text=True, timeout=120,
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert "1 runs, 4 spans" in completed.stdout
+        check_conversation(settings.database_dsn.reveal(), run_id)
+    finally:
+        span_worker.stop()
