@@ -18,6 +18,8 @@ def parse(document: Any, *, source: str = "", agent: str | None = None) -> list[
     """Map an OTLP/JSON document (or OTLP protobuf bytes) to runs with the rules of pipeline.otel."""
     from pipeline.otel.convert import OtlpDecodeError, imported_runs
 
+    if not isinstance(document, (bytes, bytearray)) and not looks_like(document):
+        raise ImportFormatError("not an OTLP/JSON export: expected a 'resourceSpans' list at the top level")
     try:
         return imported_runs(document, source=source, agent=agent)
     except OtlpDecodeError as error:

@@ -1,11 +1,11 @@
 """Map decoded OTLP spans to Spanline spans: kind, run, step, model, usage, tool, attributes.
 
-The rules are listed in docs/otel.md. In short: OTel GenAI attributes (current and pre-1.37
-names) win over OpenInference ones when a span carries both; spans that are neither an LLM call,
-a tool call nor a plan become `agent` (grouping) spans; the run is the conversation or session
-id, else the trace id; nothing is dropped, because every attribute without a column of its own
-stays in `attributes`, with resource attributes prefixed `resource.` and events and links kept
-as JSON arrays. Pure: no I/O, and the only state is the optional `ConversionState`.
+docs/otel.md lists the rules. OTel GenAI attributes (current and pre-1.37 names) win over
+OpenInference ones when a span carries both. Spans that are neither an LLM call, a tool call nor
+a plan become `agent` (grouping) spans. The run is the conversation or session id, else the
+trace id. Nothing is dropped: every attribute without a column of its own stays in `attributes`,
+resource attributes get the prefix `resource.`, and events and links are kept as JSON arrays.
+Pure: no I/O, and the only state is the optional `ConversionState`.
 """
 
 from __future__ import annotations
@@ -148,9 +148,9 @@ class MappedTraces:
 class ConversionState:
     """Memory shared by the exports of one converter process, bounded to `max_entries` each.
 
-    It remembers which run a trace id was assigned to (so a trace's spans that arrive in a later
-    export without the conversation id still join the run) and the last step given per run (so
-    steps keep increasing across exports).
+    It stores the run each trace id was assigned to, so spans of a trace that arrive in a later
+    export without the conversation id still join that run. It also stores the last step given
+    per run, so steps keep increasing across exports.
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:

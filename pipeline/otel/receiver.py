@@ -1,10 +1,11 @@
 """OTLP/HTTP trace receiver: `POST /v1/traces`, converted straight into span batches on Kafka.
 
-Answers as the OTLP/HTTP specification asks: 200 with an `ExportTraceServiceResponse` (and its
-`partial_success` when spans were rejected) only after Kafka's delivery reports confirmed every
-span batch and dead-letter record of the request; 400 for a body that does not decode; 415 for an
-unsupported content type; 413 for a body over the size limit; 429 or 503 with `Retry-After` when
-the receiver or its producer is saturated, so the exporter retries instead of losing data.
+Status codes follow the OTLP/HTTP specification. The receiver returns 200 with an
+`ExportTraceServiceResponse` (with `partial_success` when spans were rejected) only after Kafka's
+delivery reports confirmed every span batch and dead-letter record of the request. It returns 400
+for a body that does not decode, 415 for an unsupported content type and 413 for a body over the
+size limit. When the receiver or its producer is saturated it returns 429 or 503 with
+`Retry-After`, so the exporter retries instead of losing data.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class _Saturated(Exception):
 
 @dataclass
 class ReceiverConfig:
-    """What the receiver needs besides the settings; defaults as the module constants."""
+    """Limits of the receiver, with the module constants as defaults."""
 
     max_body_bytes: int = MAX_BODY_BYTES
     max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS

@@ -2,8 +2,8 @@
 
 Each observation's `metadata` keeps the span's original OTel attributes, resource attributes and
 scope. Langfuse moved the token counts of some spans into `usageDetails` and removed them from the
-attributes; those counts are put back under the span's own dialect (OTel GenAI or OpenInference)
-before mapping, because a live export would have carried them.
+attributes. Those counts are put back under the span's own convention (OTel GenAI or
+OpenInference) before mapping, because a live export would have carried them.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def test_rebuilt_export_converts_in_both_encodings(path: Path):
     document, _ = rebuild(path)
     from_proto = convert_export(to_protobuf(document), "otlp_proto")
     from_json = convert_export(json.dumps(document).encode(), "otlp_json")
-    assert from_proto.rejected == [] and from_json.rejected == []
+    assert from_proto.rejected == []
+    assert from_json.rejected == []
     assert from_proto.accepted_count == from_json.accepted_count == from_proto.span_count
 
 
