@@ -19,6 +19,7 @@ POSTGRES_PORT = 15432
 S3_PORT = 19000
 WORKER_WEB_PORT = 16066
 FRAME_WORKER_WEB_PORT = 16067
+RUNS_WORKER_WEB_PORT = 16068
 REPLAY_PORT = 18080
 OTLP_HTTP_PORT = 14318
 
@@ -101,6 +102,8 @@ class Settings:
     # Frames larger than this are rejected by the SDK with an error naming the run and size. The
     # frames topic is created with max.message.bytes above it (see pipeline.stack.topics).
     max_frame_bytes: int = 8 * 1024 * 1024
+    # A run with no new span for this many seconds is marked abandoned by the runs worker.
+    run_idle_timeout_s: float = 300.0
     cache_dir: Path = field(default_factory=default_cache_dir)
     state_dir: Path = field(default_factory=default_state_dir)
 
@@ -123,6 +126,7 @@ class Settings:
 
 _SECRET_FIELDS = {"database_dsn", "s3_access_key", "s3_secret_key", "kafka_sasl_password"}
 _INT_FIELDS = {"max_frame_bytes"}
+_FLOAT_FIELDS = {"run_idle_timeout_s"}
 _BOOL_FIELDS = {"s3_secure"}
 _PATH_FIELDS = {"cache_dir", "state_dir", "prices_file", "kafka_ca_file"}
 
@@ -135,6 +139,11 @@ def _coerce(name: str, raw: str, env_name: str) -> object:
             return int(raw)
         except ValueError:
             raise ValueError(f"{env_name}={raw!r} is not a whole number of bytes") from None
+    if name in _FLOAT_FIELDS:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{env_name}={raw!r} is not a number of seconds") from None
     if name in _BOOL_FIELDS:
         if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
             raise ValueError(f"{env_name}={raw!r} is not a boolean; use true or false")

@@ -18,7 +18,7 @@ from pipeline.kafka_clients import faust_credentials
 
 log = logging.getLogger(__name__)
 
-ROLES = ("spans", "frames")
+ROLES = ("spans", "frames", "runs")
 # 16 MiB covers the largest frame the SDK sends (8 MiB by default) with room for headers; the
 # frames topic and the broker accept the same size.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -47,7 +47,8 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
         web_bind=web_host,
         # Topics are created by `spanline stack up` (or the Helm topics Job) with their partition
         # counts and retention; a worker must not create them with broker defaults.
-        topic_allow_declare=False,
+        # The runs role declares its own internal topics: table changelogs and completed runs.
+        topic_allow_declare=role == "runs",
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=MAX_MESSAGE_BYTES,
@@ -55,6 +56,9 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
         # NOTE: faust's exactly_once mode has open bugs; the sinks get the same effect by storing
         # offsets with the rows, so the default at_least_once is correct here.
         processing_guarantee="at_least_once",
+        # Standby replicas double changelog reading on every worker; recovery from the changelog
+        # alone takes seconds at our table sizes.
+        table_standby_replicas=0,
     )
     app.spanline_settings = settings  # type: ignore[attr-defined]
     app.spanline_ready = False  # type: ignore[attr-defined]

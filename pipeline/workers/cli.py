@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.config import FRAME_WORKER_WEB_PORT, WORKER_WEB_PORT, Settings
+from pipeline.config import (
+    FRAME_WORKER_WEB_PORT,
+    RUNS_WORKER_WEB_PORT,
+    WORKER_WEB_PORT,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_PORTS = {"spans": WORKER_WEB_PORT, "frames": FRAME_WORKER_WEB_PORT}
+_DEFAULT_PORTS = {
+    "spans": WORKER_WEB_PORT,
+    "frames": FRAME_WORKER_WEB_PORT,
+    "runs": RUNS_WORKER_WEB_PORT,
+}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +30,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web-port", type=int, default=None,
         help=f"port of that server (default {WORKER_WEB_PORT} for spans, "
-        f"{FRAME_WORKER_WEB_PORT} for frames)",
+        f"{FRAME_WORKER_WEB_PORT} for frames, {RUNS_WORKER_WEB_PORT} for runs)",
     )
     parser.set_defaults(handler=run_worker)
 
@@ -38,10 +47,14 @@ def run_worker(args: argparse.Namespace) -> int:
         from pipeline.workers.spans import attach_span_agent
 
         attach_span_agent(app, settings)
-    else:
+    elif args.role == "frames":
         from pipeline.workers.frames import attach_frame_agent
 
         attach_frame_agent(app, settings)
+    else:
+        from pipeline.runs.worker import attach_runs_agent
+
+        attach_runs_agent(app, settings, idle_timeout_s=settings.run_idle_timeout_s)
     log.info(
         "starting worker role=%s bootstrap=%s web=%s:%d",
         args.role, settings.kafka_bootstrap, args.web_host, web_port,

@@ -1,0 +1,207 @@
+"""The runs worker: live run metrics in faust tables, enriched spans and run snapshots.
+
+It consumes the span topic with its own consumer group, so it scales apart from the span sink.
+Per `take_events` window it groups messages by run, folds them into that run's RunState, and then,
+in this order: writes run_state and run_metrics rows, sends enriched span batches and the run
+snapshot, and finally updates the run table (one changelog message per run per window). A crash
+before the table update replays the window: the database rows are upserts, and the enriched
+topic may carry a batch twice (at least once; consumers deduplicate by span_id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import psycopg
+from faust.types import EventT
+
+from pipeline.config import Settings
+from pipeline.pricing.columns import price_columns
+from pipeline.pricing.prices import PriceBook, default_price_book
+from pipeline.runs.averages import AgentAverage
+from pipeline.runs.snapshot import build_snapshot
+from pipeline.runs.state import RunState
+from pipeline.stores.run_sink import RunSink
+from pipeline.wire.enriched import encode_enriched_batch, encode_run_snapshot
+from pipeline.wire.framing import WireError
+from pipeline.wire.spans import decode_span_batch
+from pipeline.workers.retry import retry_forever
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGES_PER_WINDOW = 500
+WINDOW_S = 0.25
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "abandoned"})
+# A run with no new span for this long is marked abandoned.
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+IDLE_CHECK_INTERVAL_S = 10.0
+
+
+def span_topic_partitions(settings: Settings) -> int:
+    """Return the span topic's partition count; run tables must have exactly as many."""
+    from confluent_kafka.admin import AdminClient
+
+    from pipeline.kafka_clients import librdkafka_config
+
+    admin = AdminClient(librdkafka_config(settings))
+    metadata = admin.list_topics(settings.spans_topic, timeout=30)
+    topic = metadata.topics.get(settings.spans_topic)
+    if topic is None or topic.error is not None or not topic.partitions:
+        raise RuntimeError(
+            f"span topic {settings.spans_topic!r} not found at {settings.kafka_bootstrap}; "
+            "create it with spanline stack topics"
+        )
+    return len(topic.partitions)
+
+
+def attach_runs_agent(
+    app: faust.App, settings: Settings, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+) -> None:
+    """Attach the run-metrics agents, tables and timers to the app."""
+    partitions = span_topic_partitions(settings)
+    spans_topic = app.topic(settings.spans_topic, key_type=bytes, value_type=bytes)
+    enriched_topic = app.topic(settings.spans_enriched_topic, key_type=bytes, value_type=bytes)
+    runs_topic = app.topic(settings.runs_topic, key_type=bytes, value_type=bytes)
+    completed_topic = app.topic(
+        f"{app.conf.id}-completed-runs", key_type=bytes, value_type=bytes,
+        value_serializer="json", partitions=partitions, internal=True,
+    )
+    # Keys are the run id bytes exactly as the SDK sent them, and faust's producer partitions them
+    # with murmur2 like the SDK, so each run's changelog partition equals its span partition.
+    run_table = app.Table(
+        "run-state", partitions=partitions, key_type=bytes,
+        use_partitioner=True,
+    )
+    agent_averages = app.GlobalTable(
+        "agent-averages", partitions=partitions, key_type=bytes,
+        use_partitioner=True,
+    )
+    sink = RunSink(settings.database_dsn.reveal())
+    book = default_price_book(settings.prices_file)
+
+    @app.agent(spans_topic, name="track-runs")
+    async def track_runs(stream: faust.StreamT) -> None:
+        app.spanline_ready = True
+        async for events in stream.take_events(MAX_MESSAGES_PER_WINDOW, within=WINDOW_S):
+            await _apply_window(
+                events, run_table, agent_averages, book, sink, enriched_topic, runs_topic,
+                completed_topic,
+            )
+
+    @app.agent(completed_topic, name="average-agent-costs")
+    async def average_agent_costs(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            agent_key = event.message.key
+            completed = event.value
+            raw = agent_averages.get(agent_key)
+            average = AgentAverage.from_dict(raw) if raw else AgentAverage(agent=agent_key.decode())
+            if average.add_completed_run(completed["run_id"], completed["cost_usd"]):
+                agent_averages[agent_key] = average.to_dict()
+
+    @app.timer(interval=IDLE_CHECK_INTERVAL_S)
+    async def mark_abandoned_runs() -> None:
+        now_ns = time.time_ns()
+        idle_ns = int(idle_timeout_s * 1e9)
+        snapshots = []
+        for key, raw in list(run_table.items()):
+            if raw["status"] != "running" or now_ns - raw["last_update_wall_ns"] < idle_ns:
+                continue
+            state = RunState.from_dict(raw)
+            state.status = "abandoned"
+            state.last_update_wall_ns = now_ns
+            snapshots.append((key, state))
+        if not snapshots:
+            return
+        rows = [build_snapshot(state, _average(agent_averages, state), now_ns)
+                for _, state in snapshots]
+        await retry_forever(
+            lambda: asyncio.to_thread(sink.write, rows), what="abandoned run snapshots",
+            sink="timescaledb", retry_on=(psycopg.Error,),
+        )
+        for (key, state), row in zip(snapshots, rows):
+            await runs_topic.send(key=key, value=encode_run_snapshot(row))
+            run_table[key] = state.to_dict()
+            log.info("run abandoned run_id=%s idle_s=%.0f", state.run_id, idle_timeout_s)
+
+
+def _average(agent_averages: Any, state: RunState) -> float | None:
+    raw = agent_averages.get(state.agent.encode())
+    if not raw:
+        return None
+    return AgentAverage.from_dict(raw).average(excluding_run_id=state.run_id)
+
+
+async def _apply_window(
+    events: Sequence[EventT],
+    run_table: Any,
+    agent_averages: Any,
+    book: PriceBook,
+    sink: RunSink,
+    enriched_topic: faust.TopicT,
+    runs_topic: faust.TopicT,
+    completed_topic: faust.TopicT,
+) -> None:
+    by_run: OrderedDict[bytes, list[EventT]] = OrderedDict()
+    for event in events:
+        by_run.setdefault(event.message.key, []).append(event)
+
+    wall_ns = time.time_ns()
+    updated: list[tuple[bytes, RunState]] = []
+    enriched: list[tuple[bytes, bytes]] = []
+    completed: list[RunState] = []
+    for key, run_events in by_run.items():
+        raw = run_table.get(key)
+        state = RunState.from_dict(raw) if raw else RunState(run_id=key.decode())
+        was_terminal = state.status in TERMINAL_STATUSES
+        changed = False
+        for event in run_events:
+            message = event.message
+            try:
+                batch = decode_span_batch(message.value)
+            except WireError:
+                # The span worker dead-letters undecodable messages; here they are only skipped.
+                continue
+            costs = price_columns(batch.columns, book)
+            if not state.apply_batch(
+                batch.agent, batch.columns, costs, message.partition, message.offset, wall_ns
+            ):
+                continue
+            changed = True
+            header = {
+                "run_id": batch.run_id, "agent": batch.agent, "sdk": batch.sdk,
+                "run_status": state.status, "run_step_count": state.step_count,
+                "run_cost_usd": state.cost_usd,
+            }
+            enriched.append((key, encode_enriched_batch(header, batch.columns, costs)))
+        if not changed:
+            continue
+        updated.append((key, state))
+        if not was_terminal and state.status in TERMINAL_STATUSES:
+            completed.append(state)
+
+    if not updated:
+        return
+    snapshots = [build_snapshot(state, _average(agent_averages, state), wall_ns)
+                 for _, state in updated]
+    await retry_forever(
+        lambda: asyncio.to_thread(sink.write, snapshots), what=f"{len(snapshots)} run snapshots",
+        sink="timescaledb", retry_on=(psycopg.Error,),
+    )
+    for key, value in enriched:
+        await enriched_topic.send(key=key, value=value)
+    for (key, state), snapshot in zip(updated, snapshots):
+        await runs_topic.send(key=key, value=encode_run_snapshot(snapshot))
+    for state in completed:
+        await completed_topic.send(
+            key=state.agent.encode(), value={"run_id": state.run_id, "cost_usd": state.cost_usd}
+        )
+        log.info("run completed run_id=%s status=%s cost_usd=%.6f", state.run_id, state.status,
+                 state.cost_usd)
+    for key, state in updated:
+        run_table[key] = state.to_dict()
