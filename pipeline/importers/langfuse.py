@@ -6,8 +6,10 @@ Rules, applied per observation:
   Other types (SPAN, CHAIN, EVENT, GUARDRAIL, EVALUATOR) look at the original OpenTelemetry
   attributes: `openinference.span.kind` TOOL/RETRIEVER or a tool name (`gen_ai.tool.name`,
   `ai.toolCall.name`) or `gen_ai.operation.name=execute_tool` make a `tool`;
-  `openinference.span.kind=AGENT` or `gen_ai.operation.name=invoke_agent` make an `agent`; a
-  root observation is an `agent`; anything else is a `plan`.
+  `openinference.span.kind=AGENT` or `gen_ai.operation.name=invoke_agent` make an `agent`;
+  `gen_ai.operation.name=plan` makes a `plan`; anything else (a chain, a framework's grouping
+  span, the root) is an `agent`. Only real plans become `plan`, because every plan span after a
+  run's first counts as a replan.
 - steps: see `pipeline.importers.model.number_steps`.
 - run: one run per trace id, run id = trace id. The agent is the framework named by the file
   (`agno-2025-06-11.trace.json` is `agno`), else the trace name.
@@ -250,7 +252,9 @@ def map_kind(observation_type: str, attributes: Mapping[str, Any], *, is_root: b
             return "tool"
         if operation in ("invoke_agent", "create_agent"):
             return "agent"
-    return "agent" if is_root else "plan"
+    if operation == "plan":
+        return "plan"
+    return "agent"
 
 
 def provider_from_model(model: str | None) -> str | None:

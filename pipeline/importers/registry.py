@@ -66,6 +66,16 @@ def load_file(path: Path, format_name: str = AUTO, *, agent: str | None = None) 
     """
     if format_name != AUTO and format_name not in FORMATS:
         raise ImportFormatError(f"unknown format {format_name!r}; choose one of: auto, {', '.join(FORMATS)}")
+    if format_name == "otlp" and path.suffix != ".json":
+        # OTLP protobuf files (TracesData or ExportTraceServiceRequest) are binary.
+        try:
+            payload = path.read_bytes()
+        except OSError as error:
+            raise ImportFormatError(f"{path}: cannot read the file: {error}") from None
+        try:
+            return FORMATS["otlp"].parse(payload, source=path.name, agent=agent)
+        except ImportFormatError as error:
+            raise ImportFormatError(f"{path}: {error}") from None
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -78,7 +78,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         config.OTLP_TOPIC,
         2,
         {},
-        "raw OTLP trace exports received over HTTP",
+        "OTLP trace exports from an OpenTelemetry Collector's Kafka exporter (no keys)",
+    ),
+    TopicSpec(
+        config.OTLP_TOPIC + ".dlq",
+        1,
+        {"retention.ms": str(7 * DAY_MS)},
+        "OTLP messages or single spans the converter rejected, with dlq.* headers",
     ),
 )
 

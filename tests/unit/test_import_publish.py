@@ -54,8 +54,8 @@ def test_detect_format_by_content() -> None:
         detect_format({"hello": "world"})
 
 
-def test_otlp_format_is_not_available_yet() -> None:
-    with pytest.raises(ImportFormatError, match="not available yet"):
+def test_otlp_format_rejects_langfuse_export() -> None:
+    with pytest.raises(ImportFormatError, match="not an OTLP/JSON export"):
         load_file(LANGFUSE_FIXTURE, "otlp")
 
 
