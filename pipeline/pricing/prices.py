@@ -641,10 +641,21 @@ class PriceBook:
         *,
         use_genai_prices: bool = True,
         snapshot: DataSnapshot | None = None,
+        genai_entries: Iterable[PriceEntry] | None = None,
     ) -> None:
         self.operator = operator or OperatorPrices()
         self.use_genai_prices = use_genai_prices
         self._snapshot = snapshot
+        # genai-prices entries read from the prices topic replace the packaged ones. The packaged
+        # snapshot still maps spellings to (provider id, model id), because its match rules are
+        # code, not data.
+        self._genai_override: dict[tuple[str, str], list[PriceEntry]] | None = None
+        if genai_entries is not None:
+            self._genai_override = {}
+            for entry in genai_entries:
+                self._genai_override.setdefault((entry.provider, entry.model), []).append(entry)
+            for timeline_entries in self._genai_override.values():
+                timeline_entries.sort(key=lambda entry: entry.effective_from)
         self._timelines: dict[tuple[str | None, str], Timeline | None] = {}
         self._operator_index: dict[str, list[PriceEntry]] = {}
         for entry in self.operator.entries:
@@ -664,6 +675,8 @@ class PriceBook:
         providers = {entry.provider for entry in self.operator.entries if entry.provider != "*"}
         if self.use_genai_prices:
             providers.update(provider.id for provider in self.snapshot.providers)
+            if self._genai_override is not None:
+                providers.update(provider for provider, _ in self._genai_override)
         providers.update(PROVIDER_ALIASES.values())
         self._known_providers = providers
         return providers
@@ -729,17 +742,31 @@ class PriceBook:
         snapshot = self.snapshot
         candidate_list = list(candidates)
         for candidate_provider, name in candidate_list:
-            found = self._genai_find(snapshot, candidate_provider, name)
-            if found is not None:
-                return _genai_entries(*found)
+            entries = self._genai_entries_for(self._genai_find(snapshot, candidate_provider, name))
+            if not entries and self._genai_override is not None and candidate_provider is not None:
+                # A model synced from newer genai-prices data than the installed package.
+                entries = list(self._genai_override.get((candidate_provider, name), ()))
+            if entries:
+                return entries
         # A provider genai-prices does not know (a gateway, a self-hosted route): match the
         # model name alone, as genai-prices does when no provider is given.
         for candidate_provider, name in candidate_list:
             if candidate_provider is not None and find_provider_by_id(snapshot.providers, candidate_provider) is None:
-                found = self._genai_find(snapshot, None, name)
-                if found is not None:
-                    return _genai_entries(*found)
+                entries = self._genai_entries_for(self._genai_find(snapshot, None, name))
+                if entries:
+                    return entries
         return []
+
+    def _genai_entries_for(
+        self, found: tuple[gp_types.Provider, gp_types.ModelInfo] | None
+    ) -> list[PriceEntry]:
+        if found is None:
+            return []
+        if self._genai_override is None:
+            return _genai_entries(*found)
+        provider, model = found
+        # A model the topic does not hold (its keys were deleted) is unpriced, not packaged.
+        return list(self._genai_override.get((provider.id, model.id), ()))
 
     @staticmethod
     def _genai_find(
@@ -749,6 +776,16 @@ class PriceBook:
             return snapshot.find_provider_model(name, None, provider, None)
         except LookupError:
             return None
+
+
+def genai_price_entries(snapshot: DataSnapshot | None = None) -> list[PriceEntry]:
+    """Return every entry of the packaged genai-prices data, model by model, oldest first."""
+    snapshot = snapshot or get_snapshot()
+    entries: list[PriceEntry] = []
+    for provider in snapshot.providers:
+        for model in provider.models:
+            entries.extend(_genai_entries(provider, model))
+    return entries
 
 
 def default_price_book(operator_file: str | Path | None = None) -> PriceBook:
@@ -769,6 +806,7 @@ __all__ = [
     "canonical_provider",
     "cost",
     "default_price_book",
+    "genai_price_entries",
     "load_operator_prices",
     "model_candidates",
     "parse_time",
