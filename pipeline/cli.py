@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("pipeline.workers.cli", "run a span or frame worker (faust)"),
     "import": ("pipeline.importers.cli", "publish recorded agent runs through the SDK"),
     "demo": ("pipeline.demo.cli", "run the demo: import real runs, record a browser run, print a summary"),
-    "prices": ("pipeline.pricing.cli", "sync, set, show and list prices"),
+    "prices": ("pipeline.pricing.cli", "sync, set, delete and show prices; list unpriced models"),
     "reprice": ("pipeline.pricing.reprice_cli", "recompute stored costs after a price change"),
     "replay": ("pipeline.replay.cli", "serve the replay viewer or verify a run's frames"),
     "otlp": ("pipeline.otel.cli", "receive OTLP/HTTP traces"),
