@@ -14,7 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import FRAME_WORKER_WEB_PORT, WORKER_WEB_PORT, Settings, shared_data_dir
+from pipeline.config import (
+    FRAME_WORKER_WEB_PORT,
+    RUNS_WORKER_WEB_PORT,
+    WORKER_WEB_PORT,
+    Settings,
+    shared_data_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo.summary import count_stored, format_summary_table, read_run_summaries
+    from pipeline.demo.summary import (
+        count_run_state_spans,
+        count_stored,
+        format_run_headers,
+        format_summary_table,
+        read_run_summaries,
+    )
     from pipeline.sdk import Tracer
     from pipeline.workers.process import WorkerProcess
 
@@ -53,6 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
     workers = [
         WorkerProcess("spans", WORKER_WEB_PORT, logs_dir / "demo-span-worker.log"),
         WorkerProcess("frames", FRAME_WORKER_WEB_PORT, logs_dir / "demo-frame-worker.log"),
+        WorkerProcess("runs", RUNS_WORKER_WEB_PORT, logs_dir / "demo-runs-worker.log"),
     ]
     try:
         for worker in workers:
@@ -73,10 +86,14 @@ def run_demo(args: argparse.Namespace) -> int:
              f"of {len(published.run_ids)} runs; SDK stats: {stats}")
 
         dsn = settings.database_dsn.reveal()
-        if not _wait_until_stored(dsn, published, args.timeout, count_stored):
+        if not _wait_until_stored(dsn, published, args.timeout, count_stored,
+                                  count_run_state_spans):
             return 1
         print()
         print(format_summary_table(read_run_summaries(dsn, published.run_ids)))
+        print()
+        print("Run metrics from the runs worker (p95 step latency over the last 100 steps, replans):")
+        print(format_run_headers(dsn, published.run_ids))
         return 0
     finally:
         for worker in workers:
@@ -93,7 +110,10 @@ def _import_recorded_runs(data_dir: Path, tracer, published: Published) -> None:
         return
     files = sorted(path for path in runs_dir.rglob("*.json") if path.is_file())
     _say(f"importing {len(files)} recorded runs from {runs_dir}")
-    result = import_paths(files, tracer, progress=_say)
+    # Each demo publishes the recordings as new runs, so a second demo does not add their spans
+    # again to the runs the first one stored.
+    suffix = f"-demo{int(time.time()):x}"
+    result = import_paths(files, tracer, progress=_say, run_id_suffix=suffix)
     published.run_ids.extend(result.run_ids)
     published.spans += result.spans
     published.frames += result.frames
@@ -112,15 +132,20 @@ def _record_browser_run(tracer, published: Published) -> None:  # noqa: ANN001
     _say(f"browser run {run_id}: {spans} spans, {frames} frames")
 
 
-def _wait_until_stored(dsn: str, published: Published, timeout_s: float, count_stored) -> bool:  # noqa: ANN001
+def _wait_until_stored(
+    dsn: str, published: Published, timeout_s: float, count_stored, count_run_state_spans  # noqa: ANN001
+) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
         spans, frames = count_stored(dsn, published.run_ids)
+        run_spans = count_run_state_spans(dsn, published.run_ids)
         sys.stdout.write(
-            f"\rstored {spans}/{published.spans} spans, {frames}/{published.frames} frames"
+            f"\rstored {spans}/{published.spans} spans, {frames}/{published.frames} frames; "
+            f"run metrics cover {run_spans}/{published.spans} spans"
         )
         sys.stdout.flush()
-        if spans >= published.spans and frames >= published.frames:
+        if (spans >= published.spans and frames >= published.frames
+                and run_spans >= published.spans):
             sys.stdout.write("\n")
             return True
         if time.monotonic() > deadline:

@@ -76,7 +76,7 @@ def count_stored(dsn: str, run_ids: Sequence[str]) -> tuple[int, int]:
 def format_summary_table(summaries: Sequence[RunSummary]) -> str:
     """Render the summaries as a fixed-width table, one line per run."""
     header = (
-        f"{'run':<34} {'agent':<26} {'spans':>5} {'llm':>4} {'tools':<17} "
+        f"{'run':<44} {'agent':<26} {'spans':>5} {'llm':>4} {'tools':<17} "
         f"{'tokens in/out':>17} {'cost USD':>10} {'unpriced':>8} {'errors':>6} {'wall s':>8}"
     )
     lines = [header, "-" * len(header)]
@@ -85,8 +85,42 @@ def format_summary_table(summaries: Sequence[RunSummary]) -> str:
         cost = "-" if summary.cost_usd is None else f"{summary.cost_usd:.6f}"
         tokens = f"{summary.tokens_in}/{summary.tokens_out}"
         lines.append(
-            f"{summary.run_id[:34]:<34} {summary.agent[:26]:<26} {summary.spans:>5} "
+            f"{summary.run_id[:44]:<44} {summary.agent[:26]:<26} {summary.spans:>5} "
             f"{summary.llm_calls:>4} {tools:<17} {tokens:>17} {cost:>10} "
             f"{summary.unpriced:>8} {summary.errors:>6} {summary.wall_s:>8.2f}"
         )
+    return "\n".join(lines)
+
+
+def count_run_state_spans(dsn: str, run_ids: Sequence[str]) -> int:
+    """Return how many spans of these runs the runs worker has folded into run_state."""
+    with psycopg.connect(dsn) as connection:
+        row = connection.execute(
+            "SELECT coalesce(sum(span_count), 0) FROM run_state WHERE run_id = ANY(%s)",
+            (list(run_ids),),
+        ).fetchone()
+    return int(row[0])
+
+
+def format_run_headers(dsn: str, run_ids: Sequence[str]) -> str:
+    """Render one run-header line per run from run_state, in the order of `run_ids`."""
+    from pipeline.runs.snapshot import format_run_header
+
+    with psycopg.connect(dsn) as connection:
+        cursor = connection.execute(
+            "SELECT run_id, agent, status, step_count, planned_steps, elapsed_s, cost_usd,"
+            " p95_step_latency_s, replan_count, replan_steps, vs_avg"
+            " FROM run_state WHERE run_id = ANY(%s)",
+            (list(run_ids),),
+        )
+        names = [column.name for column in cursor.description]
+        rows = {row[0]: dict(zip(names, row)) for row in cursor.fetchall()}
+    lines = []
+    for run_id in run_ids:
+        snapshot = rows.get(run_id)
+        if snapshot is None:
+            lines.append(f"{run_id[:44]:<44} (no run metrics yet)")
+            continue
+        agent = snapshot["agent"][:26]
+        lines.append(f"{run_id[:44]:<44} {agent:<26} {format_run_header(snapshot)}")
     return "\n".join(lines)

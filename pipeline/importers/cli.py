@@ -30,6 +30,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="agent name for every imported run (default: taken from each file)",
     )
     parser.add_argument(
+        "--run-id-suffix",
+        default="",
+        help="text appended to every run id, to publish a recording again as new runs "
+        "(default: none, so ids stay those of the recording)",
+    )
+    parser.add_argument(
         "paths",
         nargs="+",
         metavar="PATH",
@@ -45,7 +51,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     tracer = Tracer(Settings.from_env())
     try:
-        summary = import_files(args.paths, tracer, format_name=args.format_name, agent=args.agent, on_file=print_outcome)
+        summary = import_files(args.paths, tracer, format_name=args.format_name, agent=args.agent, on_file=print_outcome, run_id_suffix=args.run_id_suffix)
     finally:
         stats = tracer.close(timeout_s=CLOSE_TIMEOUT_S)
     logger.info("tracer closed stats=%s", stats)

@@ -70,8 +70,11 @@ class ImportSummary:
         return self.published.frames
 
 
-def publish(runs: Iterable[ImportedRun], tracer: Any) -> PublishResult:
+def publish(runs: Iterable[ImportedRun], tracer: Any, *, run_id_suffix: str = "") -> PublishResult:
     """Record every span and frame of `runs` through `tracer` (a `pipeline.sdk.Tracer`).
+
+    `run_id_suffix` is appended to every run id, so publishing the same recording again makes
+    new runs instead of adding its spans a second time to the runs already stored.
 
     The spans are only handed to the tracer's producer; call `tracer.flush()` or
     `tracer.close()` to wait until Kafka has them.
@@ -79,7 +82,8 @@ def publish(runs: Iterable[ImportedRun], tracer: Any) -> PublishResult:
     result = PublishResult()
     rejected_before = _rejected_counts(tracer)
     for run in runs:
-        with tracer.run(run.agent, run_id=run.run_id) as recorded_run:
+        run_id = run.run_id + run_id_suffix
+        with tracer.run(run.agent, run_id=run_id) as recorded_run:
             for span in run.spans:
                 recorded_run.record_span(
                     span.kind, span.name, span.start_ns, span.end_ns, **span.record_span_kwargs()
@@ -95,10 +99,10 @@ def publish(runs: Iterable[ImportedRun], tracer: Any) -> PublishResult:
                     width=frame.width,
                     height=frame.height,
                 )
-        result.run_ids.append(run.run_id)
+        result.run_ids.append(run_id)
         result.spans += len(run.spans)
         result.frames += len(run.frames)
-        logger.debug("published run_id=%s agent=%s spans=%d frames=%d", run.run_id, run.agent, len(run.spans), len(run.frames))
+        logger.debug("published run_id=%s agent=%s spans=%d frames=%d", run_id, run.agent, len(run.spans), len(run.frames))
 
     # The SDK drops an invalid span or frame with a log line instead of raising. Counting the
     # drops keeps `spans` and `frames` equal to what can reach storage, so a caller waiting for
@@ -137,6 +141,7 @@ def import_files(
     format_name: str = AUTO,
     agent: str | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    run_id_suffix: str = "",
 ) -> ImportSummary:
     """Parse and publish every file under `paths`, continuing past files that fail.
 
@@ -157,7 +162,9 @@ def import_files(
             for run_id in skipped:
                 logger.warning("run already imported in this call, skipped run_id=%s file=%s", run_id, path)
             seen_run_ids.update(run.run_id for run in fresh)
-            outcome = FileOutcome(path, publish(fresh, tracer), skipped_run_ids=skipped)
+            outcome = FileOutcome(
+                path, publish(fresh, tracer, run_id_suffix=run_id_suffix), skipped_run_ids=skipped
+            )
             summary.published.add(outcome.result)
         summary.files.append(outcome)
         if on_file is not None:
@@ -172,10 +179,14 @@ def import_paths(
     format_name: str = AUTO,
     agent: str | None = None,
     progress: Callable[[str], None] | None = None,
+    run_id_suffix: str = "",
 ) -> ImportSummary:
     """Run `import_files` and pass one printable line per file to `progress`."""
     on_file = None if progress is None else (lambda outcome: progress(format_outcome(outcome)))
-    return import_files(paths, tracer, format_name=format_name, agent=agent, on_file=on_file)
+    return import_files(
+        paths, tracer, format_name=format_name, agent=agent, on_file=on_file,
+        run_id_suffix=run_id_suffix,
+    )
 
 
 def format_outcome(outcome: FileOutcome) -> str:

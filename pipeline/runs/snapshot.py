@@ -60,7 +60,12 @@ def format_run_header(snapshot: dict[str, Any]) -> str:
     replan_text = f"{replans}" + (f" (steps {', '.join(map(str, snapshot['replan_steps']))})"
                                   if replans else "")
     vs_avg = snapshot.get("vs_avg")
-    vs_text = "" if vs_avg is None else f" · {'↑' if vs_avg > 0 else '↓'} {abs(vs_avg):.0%} vs avg"
+    if vs_avg is None:
+        vs_text = ""
+    elif abs(vs_avg) < 0.005:
+        vs_text = " · = avg"
+    else:
+        vs_text = f" · {'↑' if vs_avg > 0 else '↓'} {abs(vs_avg):.0%} vs avg"
     return (
         f"{snapshot['status'].capitalize()} · {steps} steps · {snapshot['elapsed_s']:.1f} s · "
         f"p95 step {p95_text} · replans {replan_text} · ${snapshot['cost_usd']:.6f}{vs_text}"
