@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from load.profile import stage_shares, start_profile
 from load.generator import Generator, ProducerConfig, ProducerResult
 from load.shapes import TrafficShape, load_shape
 from load.verify import compare, stored_counts
@@ -54,13 +55,15 @@ class LoadOptions:
     topic: str | None = None
     compression: str = "zstd"
     linger_ms: int = 50
-    # With --rate max, producing pauses while the backlog exceeds this many spans, so the drain
-    # after the window stays short and the run measures sustained throughput, not a queue.
-    max_backlog_spans: int = 600_000
+    # Producing pauses while the backlog exceeds this many spans (at any rate), so the drain
+    # after the window stays short; a paused run reports the rate it really offered.
+    max_backlog_spans: int = 50_000
     keep_data: bool = False
     # Consumer group whose stored offsets give the lag; None means the group of our own workers.
     consumer_group: str | None = None
     label: str = "load"
+    # Sample worker 0 with py-spy during the window and report the share of time per stage.
+    profile: bool = False
     shape: TrafficShape | None = None
 
 
@@ -78,7 +81,9 @@ class Sample:
 class ProcessGroups:
     """CPU and RSS of named process trees (broker, database, workers, generator), via psutil."""
 
-    def __init__(self, roots: dict[str, list[int]]) -> None:
+    def __init__(self, roots: dict[str, list[int]], without_children: frozenset[str] = frozenset()) -> None:
+        # The harness's own children are the workers and producers, already counted in their groups.
+        self._without_children = without_children
         self._roots = {name: [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
                        for name, pids in roots.items()}
         self._last: dict[str, tuple[float, float]] = {}
@@ -91,7 +96,8 @@ class ProcessGroups:
         for name, roots in self._roots.items():
             seconds = 0.0
             resident = 0
-            for process in _with_children(roots):
+            members = roots if name in self._without_children else _with_children(roots)
+            for process in members:
                 try:
                     times = process.cpu_times()
                     seconds += times.user + times.system
@@ -281,15 +287,20 @@ def run_load(options: LoadOptions) -> dict[str, Any]:
             **{f"worker-{i}": [w.pid] for i, w in enumerate(workers) if w.pid},
             "generator": generator.pids,
             "harness": [os.getpid()],
-        })
+        }, without_children=frozenset({"harness"}))
         group = options.consumer_group or f"{group_prefix}-spans"
-        samples, window = _produce_and_watch(options, generator, watch, connection, group, topic,
-                                             groups)
+        profile_path = report_dir / "worker-0.collapsed.txt"
+        samples, window = _produce_and_watch(
+            options, generator, watch, connection, group, topic, groups,
+            [w.pid for w in workers if w.pid], profile_path,
+        )
         results = generator.stop()
         generator = None
         drained = _wait_for_drain(watch, connection, group, topic)
         report = _build_report(options, shape, run_prefix, topic, dlq_topic, results, samples,
                                window, drained, connection, since_ns, watch)
+        if profile_path.exists():
+            report["worker_stage_shares"] = stage_shares(profile_path)
     finally:
         if generator is not None:
             try:
@@ -314,6 +325,7 @@ def run_load(options: LoadOptions) -> dict[str, Any]:
 def _produce_and_watch(
     options: LoadOptions, generator: Generator, watch: KafkaWatch,
     connection: psycopg.Connection, group: str, topic: str, groups: ProcessGroups,
+    workers_pids: list[int], profile_path: Path,
 ) -> tuple[list[Sample], tuple[float, float]]:
     generator.start()
     started = time.time()
@@ -322,7 +334,10 @@ def _produce_and_watch(
     samples: list[Sample] = []
     paused = False
     groups.sample()
+    profiler = None
     while time.time() < window_end:
+        if options.profile and profiler is None and time.time() >= window_start and workers_pids:
+            profiler = start_profile(workers_pids[0], options.duration_s - 2, profile_path)
         time.sleep(1.0)
         high = watch.high_watermarks()
         stored = stored_offsets(connection, group, topic)
@@ -331,17 +346,18 @@ def _produce_and_watch(
         messages = sum(high.values())
         spans_per_message = delivered / messages if messages else 300.0
         backlog = lag * spans_per_message
-        if options.rate == 0:
-            if not paused and backlog > options.max_backlog_spans:
-                generator.control.pause.set()
-                paused = True
-            elif paused and backlog < options.max_backlog_spans / 2:
-                generator.control.pause.clear()
-                paused = False
+        if not paused and backlog > options.max_backlog_spans:
+            generator.control.pause.set()
+            paused = True
+        elif paused and backlog < options.max_backlog_spans / 2:
+            generator.control.pause.clear()
+            paused = False
         cpu, rss = groups.sample()
         samples.append(Sample(time.time(), delivered, sum(stored.values()), lag, paused, cpu, rss))
         _progress(samples, started, window_start, spans_per_message)
     sys.stderr.write("\n")
+    if profiler is not None:
+        profiler.wait(timeout=30)
     return samples, (window_start, window_end)
 
 
@@ -429,6 +445,7 @@ def _build_report(
         "unexpected": verdict.unexpected,
         "dead_lettered_messages": dlq_messages,
         "drained": drained,
+        "paused_samples": sum(1 for s in in_window if s.paused),
         "exact": verdict.exact and dlq_messages == 0 and drained,
         "producer_failed_messages": sum(r.failed_messages for r in results),
         "template_mib": round(sum(r.template_bytes for r in results) / 2**20, 1),
@@ -483,6 +500,9 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     for name, cpu in report["cpu_percent_mean"].items():
         lines.append(f"| {name} | {cpu} | {report['rss_mib_max'].get(name, 'n/a')} |")
+    if report.get("worker_stage_shares"):
+        lines += ["", "| worker 0 stage (py-spy) | share of busy samples |", "| --- | --- |"]
+        lines += [f"| {stage} | {share:.1%} |" for stage, share in report["worker_stage_shares"].items()]
     lines.append("")
     lines.append("RSS sums every process of a group, so PostgreSQL's shared buffers count more than once.")
     return "\n".join(lines) + "\n"
@@ -530,14 +550,16 @@ def parse_args(argv: list[str] | None = None) -> LoadOptions:
     parser.add_argument("--producers", type=int, default=1, help="producer processes")
     parser.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"])
     parser.add_argument("--linger-ms", type=int, default=50, help="producer linger.ms")
-    parser.add_argument("--max-backlog-spans", type=int, default=600_000,
-                        help="with --rate max, pause producing above this backlog")
+    parser.add_argument("--max-backlog-spans", type=int, default=50_000,
+                        help="pause producing while the backlog exceeds this many spans")
     parser.add_argument("--report-dir", type=Path, default=Path("artifacts/load"))
     parser.add_argument("--external-workers", action="store_true",
                         help="start no workers; --topic must name the topic they consume")
     parser.add_argument("--topic", default=None, help="existing topic to produce to (with --external-workers)")
     parser.add_argument("--consumer-group", default=None,
                         help="group of the external workers, for lag (default: the harness's own)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample worker 0 with py-spy and report time per stage")
     parser.add_argument("--keep-data", action="store_true", help="keep rows and topics afterwards")
     args = parser.parse_args(argv)
     if args.partitions < 4:
@@ -553,7 +575,7 @@ def parse_args(argv: list[str] | None = None) -> LoadOptions:
         partitions=args.partitions, producers=args.producers, report_dir=args.report_dir,
         external_workers=args.external_workers, topic=args.topic, compression=args.compression,
         linger_ms=args.linger_ms, max_backlog_spans=args.max_backlog_spans, keep_data=args.keep_data,
-        consumer_group=args.consumer_group,
+        consumer_group=args.consumer_group, profile=args.profile,
     )
 
 
