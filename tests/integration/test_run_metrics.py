@@ -1,0 +1,267 @@
+"""Run metrics through the real runs worker: equal to a reference fold, also across a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer
+
+from pipeline.pricing.columns import price_columns
+from pipeline.pricing.prices import default_price_book
+from pipeline.pricing.usage import Usage
+from pipeline.runs.state import RunState, nearest_rank_percentile
+from pipeline.wire.enriched import decode_enriched_batch, decode_run_snapshot
+from tests.conftest import IsolatedPipeline
+from tests.integration.helpers import count_rows, start_worker, wait_for
+
+MS = 1_000_000
+COMPARED = (
+    "status", "span_count", "step_count", "cost_usd", "error_count", "first_error_step",
+    "replan_count", "replan_steps", "p95_step_latency_s", "unpriced_spans", "tokens",
+    "tool_calls", "flagged_spans",
+)
+
+
+def _publish_runs(settings, prefix: str, runs: int, steps: int, seed: int) -> dict[str, list]:
+    """Publish runs with varied durations, errors, replans and tools; return spans per run."""
+    from pipeline.sdk import Tracer
+
+    generator = random.Random(seed)
+    tracer = Tracer(settings, max_batch_spans=40)
+    published: dict[str, list] = {}
+    base_ns = time.time_ns() - 3_600 * 1_000_000_000
+    for run_index in range(runs):
+        run_id = f"{prefix}-{run_index:03d}"
+        spans = []
+        with tracer.run(agent=f"agent-{run_index % 3}", run_id=run_id) as run:
+            start = base_ns + run_index * 10_000 * MS
+            run.record_span("plan", "plan", start, start + 5 * MS, step=1)
+            for step in range(1, steps + 1):
+                begin = start + step * 2_000 * MS
+                duration = generator.randint(20, 1_500) * MS
+                kind = generator.choice(["llm", "llm", "tool", "browser", "inbox"])
+                fields: dict[str, Any] = {"step": step}
+                if kind == "llm":
+                    fields.update(provider="openai", model="gpt-4o-mini",
+                                  usage=Usage(input_tokens=generator.randint(100, 5_000),
+                                              output_tokens=generator.randint(10, 500)))
+                if generator.random() < 0.05:
+                    fields.update(status="error", error_message="tool failed")
+                if step in (steps // 3, 2 * steps // 3):
+                    run.record_span("plan", "replan", begin, begin + MS, step=step)
+                run.record_span(kind, f"{kind} {step}", begin, begin + duration, **fields)
+                spans.append((kind, step, begin, begin + duration))
+            run.record_span("agent", "run", start, start + (steps + 1) * 2_000 * MS,
+                            step=steps, parent_span_id="")
+        published[run_id] = spans
+    tracer.close()
+    return published
+
+
+def _read_run_state(dsn: str, prefix: str) -> dict[str, dict[str, Any]]:
+    with psycopg.connect(dsn) as connection:
+        cursor = connection.execute(
+            f"SELECT run_id, {', '.join(COMPARED)} FROM run_state WHERE run_id LIKE %s",
+            (prefix + "%",),
+        )
+        names = [column.name for column in cursor.description]
+        return {row[0]: dict(zip(names, row)) for row in cursor.fetchall()}
+
+
+def _reference_states(settings, prefix: str) -> dict[str, RunState]:
+    """Fold the span topic's messages with RunState directly: the uninterrupted result."""
+    from pipeline.wire.spans import decode_span_batch
+
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"reference-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([settings.spans_topic])
+    states: dict[str, RunState] = {}
+    book = default_price_book(None)
+    idle_polls = 0
+    try:
+        while idle_polls < 10:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                idle_polls += 1
+                continue
+            idle_polls = 0
+            batch = decode_span_batch(message.value())
+            if not batch.run_id.startswith(prefix):
+                continue
+            state = states.setdefault(batch.run_id, RunState(run_id=batch.run_id))
+            state.apply_batch(batch.agent, batch.columns, price_columns(batch.columns, book),
+                              message.partition(), message.offset(), wall_ns=0)
+    finally:
+        consumer.close()
+    return states
+
+
+def _assert_equal_to_reference(stored: dict[str, dict], reference: dict[str, RunState]) -> None:
+    assert set(stored) == set(reference)
+    for run_id, state in reference.items():
+        row = stored[run_id]
+        assert row["status"] == state.status, run_id
+        assert row["span_count"] == state.span_count, run_id
+        assert row["step_count"] == state.step_count, run_id
+        assert row["cost_usd"] == pytest.approx(state.cost_usd, rel=1e-9), run_id
+        assert row["error_count"] == state.error_count, run_id
+        assert row["first_error_step"] == state.first_error_step, run_id
+        assert row["replan_count"] == state.replan_count, run_id
+        assert list(row["replan_steps"]) == state.replan_steps, run_id
+        assert row["p95_step_latency_s"] == pytest.approx(state.p95_step_latency_s), run_id
+        assert row["tokens"] == state.tokens, run_id
+        assert row["tool_calls"] == state.tool_calls, run_id
+
+
+def _all_runs_complete(dsn: str, prefix: str, expected: dict[str, list]) -> bool:
+    stored = _read_run_state(dsn, prefix)
+    return len(stored) == len(expected) and all(
+        row["span_count"] == len(expected[run_id]) + 4 for run_id, row in stored.items()
+    )
+
+
+def test_killed_runs_worker_recovers_equal_metrics(isolated: IsolatedPipeline) -> None:
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rm-kill-{uuid.uuid4().hex[:8]}"
+    published = _publish_runs(settings, prefix, runs=30, steps=60, seed=7)
+
+    worker = start_worker(isolated, "runs", "runs-worker-1")
+    try:
+        wait_for(lambda: count_rows(dsn, "SELECT count(*) FROM run_state WHERE run_id LIKE %s",
+                                    (prefix + "%",)) > 0,
+                 timeout_s=60, what="first run state rows", interval_s=0.05)
+    finally:
+        worker.kill()
+
+    restarted = start_worker(isolated, "runs", "runs-worker-2")
+    try:
+        wait_for(lambda: _all_runs_complete(dsn, prefix, published), timeout_s=120,
+                 what="every run's metrics after the restart")
+        time.sleep(2)
+    finally:
+        restarted.stop()
+
+    _assert_equal_to_reference(_read_run_state(dsn, prefix), _reference_states(settings, prefix))
+
+
+def test_two_runs_workers_match_one(isolated: IsolatedPipeline) -> None:
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rm-two-{uuid.uuid4().hex[:8]}"
+    published = _publish_runs(settings, prefix, runs=24, steps=40, seed=11)
+
+    first = start_worker(isolated, "runs", "runs-worker-a")
+    second = start_worker(isolated, "runs", "runs-worker-b")
+    try:
+        wait_for(lambda: _all_runs_complete(dsn, prefix, published), timeout_s=120,
+                 what="every run's metrics with two workers")
+    finally:
+        first.stop()
+        second.stop()
+
+    _assert_equal_to_reference(_read_run_state(dsn, prefix), _reference_states(settings, prefix))
+
+
+def test_stream_p95_equals_sql_reference_and_outputs(isolated: IsolatedPipeline) -> None:
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rm-p95-{uuid.uuid4().hex[:8]}"
+    published = _publish_runs(settings, prefix, runs=2, steps=130, seed=5)
+
+    worker = start_worker(isolated, "runs", "runs-worker-p95")
+    try:
+        wait_for(lambda: _all_runs_complete(dsn, prefix, published), timeout_s=60,
+                 what="run metrics of two 130-step runs")
+    finally:
+        worker.stop()
+
+    stored = _read_run_state(dsn, prefix)
+    for run_id, spans in published.items():
+        # Reference over the same window: the newest 100 steps, one latency per step.
+        durations = {step: (end - start) / 1e9 for _, step, start, end in spans}
+        window = [durations[step] for step in sorted(durations)[-100:]]
+        assert stored[run_id]["p95_step_latency_s"] == pytest.approx(
+            nearest_rank_percentile(window, 95)
+        )
+        assert stored[run_id]["replan_count"] == 2
+        assert list(stored[run_id]["replan_steps"]) == [130 // 3, 2 * 130 // 3]
+        assert stored[run_id]["status"] in ("succeeded", "failed")
+
+    enriched_spans = _count_enriched(settings, prefix)
+    assert enriched_spans == sum(len(spans) + 4 for spans in published.values())
+    snapshots = _latest_snapshots(settings, prefix)
+    assert set(snapshots) == set(published)
+    for run_id, snapshot in snapshots.items():
+        assert snapshot["span_count"] == stored[run_id]["span_count"]
+        shares = sum(entry["share"] for entry in snapshot["ledger"])
+        assert shares == pytest.approx(1.0)
+
+
+def _consume_all(settings, topic: str):
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe([topic])
+    idle = 0
+    try:
+        while idle < 8:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                idle += 1
+                continue
+            idle = 0
+            yield message
+    finally:
+        consumer.close()
+
+
+def _count_enriched(settings, prefix: str) -> int:
+    total = 0
+    for message in _consume_all(settings, settings.spans_enriched_topic):
+        record = decode_enriched_batch(message.value())
+        if record["run_id"].startswith(prefix):
+            total += len(record["span_id"])
+            assert all(status for status in record["pricing_status"])
+    return total
+
+
+def _latest_snapshots(settings, prefix: str) -> dict[str, dict]:
+    latest: dict[str, dict] = {}
+    for message in _consume_all(settings, settings.runs_topic):
+        snapshot = decode_run_snapshot(message.value())
+        if snapshot["run_id"].startswith(prefix):
+            assert message.key() == snapshot["run_id"].encode()
+            latest[snapshot["run_id"]] = snapshot
+    return latest
+
+
+def test_run_snapshot_json_fields_are_valid(isolated: IsolatedPipeline) -> None:
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rm-json-{uuid.uuid4().hex[:8]}"
+    published = _publish_runs(settings, prefix, runs=1, steps=10, seed=3)
+    worker = start_worker(isolated, "runs", "runs-worker-json")
+    try:
+        wait_for(lambda: _all_runs_complete(dsn, prefix, published), timeout_s=60,
+                 what="one run's metrics")
+    finally:
+        worker.stop()
+    with psycopg.connect(dsn) as connection:
+        ledger, cost = connection.execute(
+            "SELECT ledger, cost_usd FROM run_state WHERE run_id LIKE %s", (prefix + "%",)
+        ).fetchone()
+    assert sum(entry["cost_usd"] for entry in ledger) == pytest.approx(cost)
+    assert json.dumps(ledger)
