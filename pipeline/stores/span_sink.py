@@ -137,7 +137,7 @@ class SpanSink:
             raise
         end_ns: list[int] = []
         for batch in fresh:
-            end_ns.extend(batch.columns["end_ns"])
+            end_ns.extend(batch.columns.get("end_ns", ()))
         return SinkWriteResult(
             spans_stored=spans_stored,
             messages_stored=len(fresh),
@@ -152,6 +152,8 @@ class SpanSink:
             copy.set_types([pg_type for _, _, pg_type in SPAN_COPY_COLUMNS])
             write_row = copy.write_row
             for batch in batches:
+                if batch.size == 0:
+                    continue
                 column_values = []
                 for _, source, _ in SPAN_COPY_COLUMNS:
                     if source in _BATCH_LEVEL_COLUMNS:
