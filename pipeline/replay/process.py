@@ -28,7 +28,7 @@ class ReplayServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, ready_timeout_s: float = 30.0) -> None:
-        """Start the server and block until /readyz answers 200; raise RuntimeError otherwise."""
+        """Start the server and block until /readyz returns 200; raise RuntimeError otherwise."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(

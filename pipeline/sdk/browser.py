@@ -212,6 +212,8 @@ class BrowserRecorder:
         """Start a CDP screencast: each frame becomes a JPEG (or PNG) frame of the current step."""
         if self._cdp is not None:
             return
+        # NOTE: no automated test drives the screencast yet; acking from inside the event
+        # handler relies on Playwright's sync API dispatching events on the calling thread.
         self._screencast = options or ScreencastOptions()
         self._cdp = self.page.context.new_cdp_session(self.page)
         self._cdp.on("Page.screencastFrame", self._on_screencast_frame)
