@@ -36,10 +36,17 @@ def encode_enriched_batch(
 
 
 def decode_enriched_batch(
-    value: bytes, *, registry: SchemaRegistry | None = None
+    value: bytes, *, registry: SchemaRegistry | None = None, accept_newer_writer: bool = True
 ) -> dict[str, Any]:
-    """Decode an enriched batch into a record of the current schema (columns as lists)."""
-    record, _ = (registry or default_registry()).read(value, ENRICHED_SCHEMA_NAME)
+    """Decode an enriched batch into a record of the current schema (columns as lists).
+
+    A batch written by a newer schema version that this reader does not know yet is read up to
+    the fields this version has (see SchemaRegistry.read), so downstream consumers keep working
+    while producers upgrade first.
+    """
+    record, _ = (registry or default_registry()).read(
+        value, ENRICHED_SCHEMA_NAME, accept_newer_writer=accept_newer_writer
+    )
     return record
 
 
@@ -49,6 +56,11 @@ def encode_run_snapshot(
     return (registry or default_registry()).write(RUN_SNAPSHOT_SCHEMA_NAME, snapshot)
 
 
-def decode_run_snapshot(value: bytes, *, registry: SchemaRegistry | None = None) -> dict[str, Any]:
-    record, _ = (registry or default_registry()).read(value, RUN_SNAPSHOT_SCHEMA_NAME)
+def decode_run_snapshot(
+    value: bytes, *, registry: SchemaRegistry | None = None, accept_newer_writer: bool = True
+) -> dict[str, Any]:
+    """Decode a run snapshot; newer writers are read as decode_enriched_batch describes."""
+    record, _ = (registry or default_registry()).read(
+        value, RUN_SNAPSHOT_SCHEMA_NAME, accept_newer_writer=accept_newer_writer
+    )
     return record

@@ -191,13 +191,27 @@ class SchemaRegistry:
             )
         return schema
 
-    def read(self, value: bytes, name: str) -> tuple[dict[str, Any], WireSchema]:
+    def read(
+        self, value: bytes, name: str, *, accept_newer_writer: bool = False
+    ) -> tuple[dict[str, Any], WireSchema]:
         """Decode `value` into a record of the current version of `name`.
 
         Decodes with the writer schema the fingerprint names and resolves it to the current reader
         schema. Returns the record and the writer schema.
+
+        With `accept_newer_writer`, a value whose fingerprint is unknown is read as if the current
+        schema of `name` wrote it, ignoring trailing bytes. That is correct only for writers that
+        follow the evolution rule of the output topics (new fields are appended at the end of the
+        record, each with a default), and lets a consumer that has not been upgraded keep reading
+        the fields it knows. Garbage with an unknown fingerprint may then decode as nonsense or
+        raise invalid_batch, so the span workers never use it.
         """
-        writer = self.writer_of(value)
+        try:
+            writer = self.writer_of(value)
+        except WireError as error:
+            if not (accept_newer_writer and error.reason == "unknown_schema"):
+                raise
+            return self._read_known_prefix(value, name), self.current(name)
         if writer.name != name:
             raise WireError(
                 "invalid_batch", f"schema mismatch: expected {name}, found {writer.name} ({writer.fingerprint_hex})"
@@ -228,6 +242,20 @@ class SchemaRegistry:
                 "invalid_batch", f"{trailing} bytes left after the {name} body; the value is corrupt"
             )
         return record, writer
+
+
+    def _read_known_prefix(self, value: bytes, name: str) -> dict[str, Any]:
+        reader = self.current(name)
+        buffer = io.BytesIO(bytes(value))
+        buffer.seek(HEADER_SIZE)
+        try:
+            return fastavro.schemaless_reader(buffer, reader.parsed, None)
+        except Exception as error:  # fastavro raises many types on corrupt input
+            raise WireError(
+                "invalid_batch",
+                f"value of an unknown newer {name} schema does not start with the fields of "
+                f"{reader.fingerprint_hex}: {type(error).__name__}: {error}",
+            ) from error
 
 
 def _load_default_registry() -> SchemaRegistry:
