@@ -1,7 +1,7 @@
 """The price book that running workers use, fed by the compacted prices topic.
 
-`attach_price_table` starts, when the faust app starts, a thread that reads every partition of the
-prices topic from the first offset with a plain Kafka consumer (no consumer group, nothing
+`attach_price_table` starts a thread that reads every partition of the prices topic from the
+first offset with a plain Kafka consumer (no consumer group, nothing
 committed) and keeps reading it, so every worker sees every price record, including the ones
 published while it runs. Workers never write the topic: `spanline prices sync|set|delete` do.
 
@@ -59,6 +59,8 @@ class PriceBookSource:
         self._book: PriceBook | None = None
         self._fallback_operator: OperatorPrices | None = None
         self.caught_up = threading.Event()
+        # Only a running reader can set caught_up; without one, book() must not wait for it.
+        self.reader_started = False
         self.records_invalid = 0
 
     @property
@@ -100,7 +102,9 @@ class PriceBookSource:
         now = time.monotonic()
         if book is not None and now - self._built_at < self._min_rebuild_interval_s:
             return book
-        if book is None and not self.caught_up.wait(CATCH_UP_TIMEOUT_S):
+        # NOTE: this wait blocks the caller's event loop, but only before the first book, while
+        # the reader thread reads the topic (well under a second for a few thousand records).
+        if book is None and self.reader_started and not self.caught_up.wait(CATCH_UP_TIMEOUT_S):
             logger.warning(
                 "prices topic not read to its end within %.0f s; pricing with the records read so far "
                 "topic=%s records=%d", CATCH_UP_TIMEOUT_S, self._settings.prices_topic, self._version,
@@ -222,16 +226,15 @@ class PriceTopicReader(threading.Thread):
 
 
 def attach_price_table(app: Any, settings: Settings) -> PriceBookSource:
-    """Return a PriceBookSource that a reader thread keeps current once the faust app starts.
+    """Start the prices topic reader thread and return the PriceBookSource it keeps current.
 
-    Call before the app starts; price each batch with `source.book()`.
+    Call once per worker process, before the app starts; price each batch with `source.book()`.
+    The reader starts here, not in a faust task, because faust runs tasks only once the worker is
+    ready, after agents and web pages may already have asked for a book.
     """
     source = PriceBookSource(settings)
     reader = PriceTopicReader(settings, source)
-
-    @app.task
-    async def start_price_reader() -> None:
-        reader.start()
-        logger.info("started prices topic reader topic=%s", settings.prices_topic)
-
+    reader.start()
+    source.reader_started = True
+    logger.info("started prices topic reader topic=%s app=%s", settings.prices_topic, app.conf.id)
     return source
