@@ -2,7 +2,7 @@
 
 `attach_price_table` starts a thread that reads every partition of the prices topic from the
 first offset with a plain Kafka consumer (no consumer group, nothing
-committed) and keeps reading it, so every worker sees every price record, including the ones
+committed) and keeps reading it, so every worker receives every price record, including the ones
 published while it runs. Workers never write the topic: `spanline prices sync|set|delete` do.
 
 NOTE: a faust GlobalTable with the prices topic as its changelog was tried first. With
