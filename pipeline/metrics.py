@@ -60,3 +60,17 @@ FRAMES_DEDUPLICATED = Counter(
     "Frames whose blob was already in the object store under the same content hash.",
 )
 BUILD_INFO = Info(f"{PREFIX}_build", "Version of the running Spanline build.")
+
+# Agent step durations per span kind, so alerts can watch the agents themselves, not only the
+# pipeline. Buckets span a fast tool call to a long browser wait.
+_STEP_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+STEP_DURATION = Histogram(
+    f"{PREFIX}_step_duration_seconds",
+    "Duration of action spans (llm, tool, browser, inbox) applied by the runs worker, by kind.",
+    ["kind"],
+    buckets=_STEP_BUCKETS_S,
+)
+RUNS_COMPLETED = Counter(
+    f"{PREFIX}_runs_completed", "Runs that reached a final status, by status.", ["status"]
+)
+REPLANS = Counter(f"{PREFIX}_replans", "Replans detected in runs, counted when first applied.")

@@ -72,6 +72,9 @@ def isolated(live_settings: Settings, tmp_path: Path) -> Iterator[IsolatedPipeli
         "frames_dlq_topic": f"test.{suffix}.frames.dlq",
         "spans_enriched_topic": f"test.{suffix}.spans.enriched",
         "runs_topic": f"test.{suffix}.runs",
+        # An empty prices topic: workers fall back to genai-prices data plus SPANLINE_PRICES_FILE,
+        # whatever operator prices someone published on the shared topic.
+        "prices_topic": f"test.{suffix}.prices",
     }
     partitions = {"spans_topic": 4, "frames_topic": 2, "spans_enriched_topic": 4, "runs_topic": 4}
     admin = AdminClient({"bootstrap.servers": live_settings.kafka_bootstrap})

@@ -21,12 +21,13 @@ import faust
 import psycopg
 from faust.types import EventT
 
+from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.pricing.columns import price_columns
 from pipeline.pricing.prices import PriceBook, default_price_book
 from pipeline.runs.averages import AgentAverage
 from pipeline.runs.snapshot import build_snapshot
-from pipeline.runs.state import RunState
+from pipeline.runs.state import ACTION_KINDS, RunState
 from pipeline.stores.run_sink import RunSink
 from pipeline.wire.enriched import encode_enriched_batch, encode_run_snapshot
 from pipeline.wire.framing import WireError
@@ -114,6 +115,7 @@ def attach_runs_agent(
                 continue
             state = RunState.from_dict(raw)
             state.status = "abandoned"
+            metrics.RUNS_COMPLETED.labels(status="abandoned").inc()
             state.last_update_wall_ns = now_ns
             snapshots.append((key, state))
         if not snapshots:
@@ -128,6 +130,12 @@ def attach_runs_agent(
             await runs_topic.send(key=key, value=encode_run_snapshot(row))
             run_table[key] = state.to_dict()
             log.info("run abandoned run_id=%s idle_s=%.0f", state.run_id, idle_timeout_s)
+
+
+def _observe_steps(columns: Any) -> None:
+    for kind, start_ns, end_ns in zip(columns["kind"], columns["start_ns"], columns["end_ns"]):
+        if kind in ACTION_KINDS and end_ns >= start_ns:
+            metrics.STEP_DURATION.labels(kind=kind).observe((end_ns - start_ns) / 1e9)
 
 
 def _average(agent_averages: Any, state: RunState) -> float | None:
@@ -168,11 +176,14 @@ async def _apply_window(
                 # The span worker dead-letters undecodable messages; here they are only skipped.
                 continue
             costs = price_columns(batch.columns, book)
+            replans_before = state.replan_count
             if not state.apply_batch(
                 batch.agent, batch.columns, costs, message.partition, message.offset, wall_ns
             ):
                 continue
             changed = True
+            _observe_steps(batch.columns)
+            metrics.REPLANS.inc(state.replan_count - replans_before)
             header = {
                 "run_id": batch.run_id, "agent": batch.agent, "sdk": batch.sdk,
                 "run_status": state.status, "run_step_count": state.step_count,
@@ -198,6 +209,7 @@ async def _apply_window(
     for (key, state), snapshot in zip(updated, snapshots):
         await runs_topic.send(key=key, value=encode_run_snapshot(snapshot))
     for state in completed:
+        metrics.RUNS_COMPLETED.labels(status=state.status).inc()
         await completed_topic.send(
             key=state.agent.encode(), value={"run_id": state.run_id, "cost_usd": state.cost_usd}
         )

@@ -6,9 +6,11 @@ CPU-bound on decoding and COPY, frames are I/O-bound on the object store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
+import psycopg
 from aiohttp import web as aiohttp_web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -91,6 +93,17 @@ def _add_health_pages(app: faust.App) -> None:
     @app.page("/readyz")
     async def readiness(web, request):  # noqa: ANN001
         assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in app.consumer.assignment())
-        ready = bool(app.spanline_ready) and bool(assigned)
-        body = {"ready": ready, "assigned": assigned}
+        database_error = await asyncio.to_thread(_check_database, app.spanline_settings)
+        ready = bool(app.spanline_ready) and bool(assigned) and database_error is None
+        body = {"ready": ready, "assigned": assigned, "database_error": database_error}
         return web.json(body, status=200 if ready else 503)
+
+
+def _check_database(settings: Settings) -> str | None:
+    """Return None if the database answers within 2 s, else the error text."""
+    try:
+        with psycopg.connect(settings.database_dsn.reveal(), connect_timeout=2) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        return str(error).strip()
+    return None

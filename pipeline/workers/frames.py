@@ -53,7 +53,7 @@ def attach_frame_agent(app: faust.App, settings: Settings) -> None:
             result = await retry_forever(
                 lambda: asyncio.to_thread(_timed_write, sink, frames),
                 what=f"frame write of {len(frames)} frames",
-                sink="s3+timescaledb",
+                sink="s3",
                 retry_on=(psycopg.Error, ObjectStoreError, OSError),
             )
             lag.stored(frames)
@@ -71,7 +71,7 @@ def attach_frame_agent(app: faust.App, settings: Settings) -> None:
 
 
 def _timed_write(sink: FrameSink, frames: Sequence[SourcedFrame]):  # noqa: ANN202
-    with metrics.SINK_WRITE_DURATION.labels(sink="s3+timescaledb").time():
+    with metrics.SINK_WRITE_DURATION.labels(sink="s3").time():
         return sink.write(frames)
 
 
