@@ -21,7 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prices": ("pipeline.pricing.cli", "sync, set, delete and show prices; list unpriced models"),
     "reprice": ("pipeline.pricing.reprice_cli", "recompute stored costs after a price change"),
     "replay": ("pipeline.replay.cli", "serve the replay viewer or verify a run's frames"),
-    "otlp": ("pipeline.otel.cli", "receive OTLP/HTTP traces"),
+    "otlp": ("pipeline.otel.cli", "convert OTLP from a Collector's Kafka topic or receive OTLP/HTTP"),
+    "retention": ("pipeline.stores.retention_cli", "drop old chunks and unreferenced frame objects"),
 }
 
 

@@ -96,6 +96,15 @@ class FrameObjectStore:
             response.close()
             response.release_conn()
 
+    def delete_frame(self, key: str) -> None:
+        """Delete a blob; deleting a missing key is not an error (S3 semantics)."""
+        try:
+            self._client.remove_object(self._bucket, key)
+        except S3Error as error:
+            raise ObjectStoreError(
+                f"delete of {self._bucket}/{key} failed: {error.code} ({error.message})"
+            ) from error
+
     def _exists(self, key: str) -> bool:
         try:
             self._client.stat_object(self._bucket, key)
