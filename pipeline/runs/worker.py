@@ -24,7 +24,8 @@ from faust.types import EventT
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.pricing.columns import price_columns
-from pipeline.pricing.prices import PriceBook, default_price_book
+from pipeline.pricing.prices import PriceBook
+from pipeline.pricing.stream import attach_price_table
 from pipeline.runs.averages import AgentAverage
 from pipeline.runs.snapshot import build_snapshot
 from pipeline.runs.state import ACTION_KINDS, RunState
@@ -84,15 +85,16 @@ def attach_runs_agent(
         use_partitioner=True,
     )
     sink = RunSink(settings.database_dsn.reveal())
-    book = default_price_book(settings.prices_file)
+    # Prices follow the compacted prices topic, so a change reaches this worker without a restart.
+    prices = attach_price_table(app, settings)
 
     @app.agent(spans_topic, name="track-runs")
     async def track_runs(stream: faust.StreamT) -> None:
         app.spanline_ready = True
         async for events in stream.take_events(MAX_MESSAGES_PER_WINDOW, within=WINDOW_S):
             await _apply_window(
-                events, run_table, agent_averages, book, sink, enriched_topic, runs_topic,
-                completed_topic,
+                events, run_table, agent_averages, prices.book(), sink, enriched_topic,
+                runs_topic, completed_topic,
             )
 
     @app.agent(completed_topic, name="average-agent-costs")
