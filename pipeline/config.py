@@ -47,7 +47,7 @@ def default_cache_dir() -> Path:
 
 
 def default_state_dir() -> Path:
-    """Return the one folder that holds the local stack's data, logs and PID files."""
+    """Return the one folder that contains the local stack's data, logs and PID files."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "spanline"
 
@@ -156,8 +156,8 @@ def _coerce(name: str, raw: str, env_name: str) -> object:
 def shared_data_dir() -> Path:
     """Return the folder of recorded real agent runs: SPANLINE_SHARED_DATA, else ../shared/data.
 
-    The default is relative to the repository root. The folder is optional: everything that
-    reads it says so and skips when it is absent.
+    The default is relative to the repository root. The folder is optional, and everything
+    that reads it logs or prints a reason and skips it when it is absent.
     """
     configured = os.environ.get("SPANLINE_SHARED_DATA")
     if configured:

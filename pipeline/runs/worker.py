@@ -1,11 +1,11 @@
 """The runs worker: live run metrics in faust tables, enriched spans and run snapshots.
 
 It consumes the span topic with its own consumer group, so it scales apart from the span sink.
-Per `take_events` window it groups messages by run, folds them into that run's RunState, and then,
-in this order: writes run_state and run_metrics rows, sends enriched span batches and the run
-snapshot, and finally updates the run table (one changelog message per run per window). A crash
-before the table update replays the window: the database rows are upserts, and the enriched
-topic may carry a batch twice (at least once; consumers deduplicate by span_id).
+Per `take_events` window it groups messages by run and folds them into that run's RunState. Then
+it writes the run_state and run_metrics rows, sends the enriched span batches and the run
+snapshot, and updates the run table last, with one changelog message per run per window.
+A crash before the table update replays the window. The database rows are upserts, but the
+enriched topic may then carry a batch twice, so its consumers deduplicate by span_id.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pipeline.kafka_clients import faust_credentials
 log = logging.getLogger(__name__)
 
 ROLES = ("spans", "frames", "runs")
-# 16 MiB covers the largest frame the SDK sends (8 MiB by default) with room for headers; the
+# 16 MiB covers the largest frame the SDK sends (8 MiB by default) with room for headers. The
 # frames topic and the broker accept the same size.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -55,8 +55,8 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=MAX_MESSAGE_BYTES,
         consumer_max_fetch_size=MAX_MESSAGE_BYTES,
-        # NOTE: faust's exactly_once mode has open bugs; the sinks get the same effect by storing
-        # offsets with the rows, so the default at_least_once is correct here.
+        # NOTE: faust's exactly_once mode has open bugs. The sinks get the same effect by storing
+        # offsets with their rows, so the default at_least_once is correct here.
         processing_guarantee="at_least_once",
         # Standby replicas double changelog reading on every worker; recovery from the changelog
         # alone takes seconds at our table sizes.
@@ -87,7 +87,7 @@ def _add_health_pages(app: faust.App) -> None:
 
     @app.page("/healthz")
     async def liveness(web, request):  # noqa: ANN001
-        # Answering at all proves the event loop is responsive.
+        # Any response proves that the event loop is running.
         return web.json({"status": "ok"})
 
     @app.page("/readyz")
@@ -100,7 +100,7 @@ def _add_health_pages(app: faust.App) -> None:
 
 
 def _check_database(settings: Settings) -> str | None:
-    """Return None if the database answers within 2 s, else the error text."""
+    """Return None if the database runs a query within 2 s, else the error text."""
     try:
         with psycopg.connect(settings.database_dsn.reveal(), connect_timeout=2) as connection:
             connection.execute("SELECT 1")
