@@ -94,7 +94,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print()
         print("Run metrics from the runs worker (p95 step latency over the last 100 steps, replans):")
         print(format_run_headers(dsn, published.run_ids))
-        return 0
+        frames_ok = _verify_frames(settings, published)
+        _say("replay a run in the browser: export SPANLINE_REPLAY_SECRET=<16+ characters>, run "
+             "`spanline replay serve --print-links` and open the runs-list link it prints")
+        return 0 if frames_ok else 1
     finally:
         for worker in workers:
             worker.stop()
@@ -154,6 +157,24 @@ def _wait_until_stored(
                  "read the worker logs named above")
             return False
         time.sleep(0.5)
+
+
+def _verify_frames(settings: Settings, published: Published) -> bool:
+    """Check that every stored frame of the demo runs reads back byte-identical from S3."""
+    from pipeline.replay.verify import verify_run
+
+    print()
+    all_ok = True
+    for run_id in published.run_ids:
+        report = verify_run(settings, run_id)
+        if report.expected == 0:
+            continue
+        all_ok = all_ok and report.ok
+        state = "OK" if report.ok else "FAILED"
+        _say(f"replay check {state} run {run_id}: {report.identical}/{report.expected} frames "
+             f"present and identical, {len(report.missing)} missing, "
+             f"{len(report.mismatched)} mismatched")
+    return all_ok
 
 
 def _say(message: str) -> None:
