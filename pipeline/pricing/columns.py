@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from pipeline.pricing.prices import PriceBook, Timeline, canonical_provider
+from pipeline.pricing.usage import USAGE_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +25,8 @@ SPANS_UNPRICED = Counter(
     ["provider"],
 )
 
-# Token columns in the order of PRICE_CLASSES.
-TOKEN_COLUMNS = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "audio_input_tokens",
-    "audio_output_tokens",
-)
+# Token columns in the order of PRICE_CLASSES, which follows the usage classes.
+TOKEN_COLUMNS = USAGE_CLASSES
 
 COST_COLUMNS = (
     "cost_usd",

@@ -15,7 +15,7 @@ import psycopg
 
 from pipeline.stores.copy_types import register_copy_dumpers
 from pipeline.stores.objects import FrameObjectStore
-from pipeline.stores.offsets import lock_next_offsets, save_next_offsets
+from pipeline.stores.offsets import fresh_and_advanced, lock_next_offsets, save_next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class FrameSink:
                 stored_next = lock_next_offsets(
                     cursor, self._consumer_group, self._topic, {f.partition for f in frames}
                 )
-                fresh = [f for f in frames if f.offset >= stored_next[f.partition]]
+                fresh, changed = fresh_and_advanced(frames, stored_next)
                 rows = []
                 for frame in fresh:
                     key, existed = self._objects.put_frame(
@@ -119,10 +119,6 @@ class FrameSink:
                         copy.set_types([pg_type for _, pg_type in _FRAME_COLUMNS])
                         for row in rows:
                             copy.write_row(row)
-                advanced = dict(stored_next)
-                for frame in fresh:
-                    advanced[frame.partition] = max(advanced[frame.partition], frame.offset + 1)
-                changed = {p: o for p, o in advanced.items() if o != stored_next[p]}
                 if changed:
                     save_next_offsets(cursor, self._consumer_group, self._topic, changed)
         except psycopg.OperationalError:

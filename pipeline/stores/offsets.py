@@ -8,9 +8,15 @@ the second one sees the first one's offsets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import psycopg
+
+
+class _Positioned(Protocol):
+    partition: int
+    offset: int
 
 
 def lock_next_offsets(
@@ -46,6 +52,21 @@ def save_next_offsets(
             " WHERE consumer_group = %s AND topic = %s AND partition = %s",
             (next_offset, consumer_group, topic, partition),
         )
+
+
+def fresh_and_advanced(
+    records: Sequence[_Positioned], stored_next: Mapping[int, int]
+) -> tuple[list, dict[int, int]]:
+    """Split off the records not stored yet and return them with the partitions' new next offsets.
+
+    Only partitions whose next offset moved are in the returned mapping.
+    """
+    fresh = [record for record in records if record.offset >= stored_next[record.partition]]
+    advanced = dict(stored_next)
+    for record in fresh:
+        advanced[record.partition] = max(advanced[record.partition], record.offset + 1)
+    changed = {p: o for p, o in advanced.items() if o != stored_next[p]}
+    return fresh, changed
 
 
 def read_next_offsets(dsn: str, consumer_group: str, topic: str) -> dict[int, int]:
