@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit bench stack-up stack-down stack-status clean-venv
+.PHONY: install demo test unit bench helm stack-up stack-down stack-status clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ stack-status: install
 demo: stack-up
 	$(BIN)/spanline demo
 
+# The chart tests need helm; it is built from the Go module proxy once and kept in the cache.
+helm:
+	bash deploy/tools/install-helm.sh
+
 # pytest exits 5 when it collected no test; make treats that like any failure.
-test: stack-up
+test: stack-up helm
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 unit: install

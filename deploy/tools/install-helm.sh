@@ -20,13 +20,17 @@ if [[ -x "$HELM_BIN" ]] && [[ "$(cat "$STAMP" 2>/dev/null)" == "${HELM_MODULE}@$
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    echo "go not found on PATH: install Go 1.24 or newer to build helm ${HELM_VERSION}" >&2
+GO="$(command -v go || true)"
+if [[ -z "$GO" && -x /usr/local/go/bin/go ]]; then
+    GO=/usr/local/go/bin/go
+fi
+if [[ -z "$GO" ]]; then
+    echo "go not found on PATH or in /usr/local/go/bin: install Go 1.24 or newer to build helm ${HELM_VERSION}" >&2
     exit 1
 fi
 
 mkdir -p "$BIN_DIR"
 echo "building ${HELM_MODULE}/cmd/helm@${HELM_VERSION} into ${BIN_DIR} (takes a few minutes)"
-GOBIN="$BIN_DIR" GOFLAGS="${GOFLAGS:-} -trimpath" go install "${HELM_MODULE}/cmd/helm@${HELM_VERSION}"
+GOBIN="$BIN_DIR" GOFLAGS="${GOFLAGS:-} -trimpath" "$GO" install "${HELM_MODULE}/cmd/helm@${HELM_VERSION}"
 echo "${HELM_MODULE}@${HELM_VERSION}" > "$STAMP"
 echo "built ${HELM_BIN} from ${HELM_MODULE}@${HELM_VERSION}"
