@@ -15,7 +15,7 @@ from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.pricing.columns import price_columns
 from pipeline.pricing.prices import PriceBook, default_price_book
-from pipeline.stores.span_sink import SourcedSpanBatch, SpanSink
+from pipeline.stores.span_sink import SinkWriteResult, SourcedSpanBatch, SpanSink
 from pipeline.wire.framing import WireError
 from pipeline.wire.spans import decode_span_batch
 from pipeline.workers.app import consumer_group
@@ -25,11 +25,14 @@ from pipeline.workers.retry import retry_forever
 
 log = logging.getLogger(__name__)
 
-# A write covers at most this many Kafka messages (each carries up to ~500 spans), or whatever
-# arrived within WRITE_WINDOW_S. 200 ms keeps p99 end-to-end latency well under 1 s while giving
-# COPY batches of thousands of rows at high rates.
+# One take covers at most this many Kafka messages (each carries up to ~500 spans), or whatever
+# arrived within WRITE_WINDOW_S, so a quiet topic waits at most 200 ms for its write.
 MAX_MESSAGES_PER_WRITE = 200
 WRITE_WINDOW_S = 0.2
+# A take is stored in writes of at most this many messages, and the worker decodes the next
+# chunk while the database stores the previous one. One write per take left the database idle
+# during decoding and the worker idle during COPY.
+MESSAGES_PER_CHUNK = 20
 
 
 def attach_span_agent(app: faust.App, settings: Settings) -> None:
@@ -47,35 +50,71 @@ def attach_span_agent(app: faust.App, settings: Settings) -> None:
     async def store_spans(stream: faust.StreamT) -> None:
         app.spanline_ready = True
         async for events in stream.take_events(MAX_MESSAGES_PER_WRITE, within=WRITE_WINDOW_S):
-            batches = await _decode_and_price(events, dlq_topic, book)
-            if not batches:
-                continue
-            result = await retry_forever(
-                lambda: asyncio.to_thread(_timed_write, sink, batches),
-                what=f"span write of {len(batches)} messages",
-                sink="timescaledb",
-                retry_on=(psycopg.Error,),
-            )
-            lag.stored(batches)
-            now_ns = time.time_ns()
-            metrics.SPANS_STORED.inc(result.spans_stored)
-            if result.messages_skipped:
-                skipped_spans = sum(b.size for b in batches) - result.spans_stored
-                metrics.SPANS_SKIPPED_DUPLICATE.inc(skipped_spans)
-                log.info(
-                    "skipped redelivered messages count=%d spans=%d",
-                    result.messages_skipped, skipped_spans,
-                )
-            _observe_latency(result.end_ns_stored, now_ns)
+            # Every chunk is stored before this body returns, because faust acks the take's
+            # events as soon as it does.
+            await _store_chunks(events, dlq_topic, book, sink, lag)
 
     @app.timer(interval=LAG_REPORT_INTERVAL_S)
     async def report_lag() -> None:
         lag.report(app.consumer)
 
 
-def _timed_write(sink: SpanSink, batches: Sequence[SourcedSpanBatch]):  # noqa: ANN202
+def _timed_write(sink: SpanSink, batches: Sequence[SourcedSpanBatch]) -> SinkWriteResult:
     with metrics.SINK_WRITE_DURATION.labels(sink="timescaledb").time():
         return sink.write(batches)
+
+
+async def _store_chunks(
+    events: Sequence[EventT], dlq_topic: faust.TopicT, book: PriceBook, sink: SpanSink,
+    lag: LagTracker,
+) -> None:
+    """Decode, price and store the events chunk by chunk, with one write in flight at a time.
+
+    Writes run in a thread in event order, so the sink stays single-threaded and stored offsets
+    only move forward. Returns once every chunk is stored.
+    """
+    in_flight: asyncio.Task[tuple[list[SourcedSpanBatch], SinkWriteResult]] | None = None
+    try:
+        for first in range(0, len(events), MESSAGES_PER_CHUNK):
+            batches = await _decode_and_price(events[first : first + MESSAGES_PER_CHUNK], dlq_topic, book)
+            if in_flight is not None:
+                _account(*await in_flight, lag)
+                in_flight = None
+            if batches:
+                in_flight = asyncio.ensure_future(_write_with_retry(sink, batches))
+        if in_flight is not None:
+            _account(*await in_flight, lag)
+            in_flight = None
+    finally:
+        if in_flight is not None:
+            # Let the write thread finish before the sink is used again; its outcome is moot.
+            await asyncio.gather(in_flight, return_exceptions=True)
+
+
+async def _write_with_retry(
+    sink: SpanSink, batches: list[SourcedSpanBatch]
+) -> tuple[list[SourcedSpanBatch], SinkWriteResult]:
+    result = await retry_forever(
+        lambda: asyncio.to_thread(_timed_write, sink, batches),
+        what=f"span write of {len(batches)} messages",
+        sink="timescaledb",
+        retry_on=(psycopg.Error,),
+    )
+    return batches, result
+
+
+def _account(batches: Sequence[SourcedSpanBatch], result: SinkWriteResult, lag: LagTracker) -> None:
+    lag.stored(batches)
+    now_ns = time.time_ns()
+    metrics.SPANS_STORED.inc(result.spans_stored)
+    if result.messages_skipped:
+        skipped_spans = sum(b.size for b in batches) - result.spans_stored
+        metrics.SPANS_SKIPPED_DUPLICATE.inc(skipped_spans)
+        log.info(
+            "skipped redelivered messages count=%d spans=%d",
+            result.messages_skipped, skipped_spans,
+        )
+    _observe_latency(result.end_ns_stored, now_ns)
 
 
 async def _decode_and_price(
