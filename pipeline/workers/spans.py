@@ -14,7 +14,8 @@ from faust.types import EventT
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.pricing.columns import price_columns
-from pipeline.pricing.prices import PriceBook, default_price_book
+from pipeline.pricing.prices import PriceBook
+from pipeline.pricing.stream import attach_price_table
 from pipeline.stores.span_sink import SinkWriteResult, SourcedSpanBatch, SpanSink
 from pipeline.wire.framing import WireError
 from pipeline.wire.spans import decode_span_batch
@@ -40,8 +41,9 @@ def attach_span_agent(app: faust.App, settings: Settings) -> None:
     spans_topic = app.topic(settings.spans_topic, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(settings.spans_dlq_topic, key_type=bytes, value_type=bytes)
     lag = LagTracker(settings.spans_topic)
-    # Built once: resolving prices from genai-prices data is slow, pricing a batch is not.
-    book = default_price_book(settings.prices_file)
+    # Prices follow the compacted prices topic, so a change reaches running workers without a
+    # restart. book() costs one integer comparison while nothing changed.
+    prices = attach_price_table(app, settings)
     sink = SpanSink(
         settings.database_dsn.reveal(), consumer_group(settings, "spans"), settings.spans_topic
     )
@@ -52,7 +54,7 @@ def attach_span_agent(app: faust.App, settings: Settings) -> None:
         async for events in stream.take_events(MAX_MESSAGES_PER_WRITE, within=WRITE_WINDOW_S):
             # Every chunk is stored before this body returns, because faust acks the take's
             # events as soon as it does.
-            await _store_chunks(events, dlq_topic, book, sink, lag)
+            await _store_chunks(events, dlq_topic, prices.book(), sink, lag)
 
     @app.timer(interval=LAG_REPORT_INTERVAL_S)
     async def report_lag() -> None:
@@ -152,8 +154,8 @@ def _empty_batch(partition: int, offset: int) -> SourcedSpanBatch:
 
 
 def _observe_latency(end_ns_values: Sequence[int], now_ns: int) -> None:
-    # One observation per span would cost more than the rest of the bookkeeping; the histogram
-    # gets a sample of at most 100 spans per write, spread evenly over the batch.
+    # One observation per span would cost more than the rest of the bookkeeping. The histogram
+    # gets a sample of at most 100 spans per write instead, spread evenly over the batch.
     if not end_ns_values:
         return
     step = max(1, len(end_ns_values) // 100)

@@ -107,15 +107,6 @@ def test_price_change_reaches_running_app(
         process.wait(timeout=20)
 
 
-def span_worker_reads_prices_topic() -> bool:
-    source = (REPO_ROOT / "pipeline" / "workers" / "spans.py").read_text()
-    return "attach_price_table" in source
-
-
-@pytest.mark.skipif(
-    not span_worker_reads_prices_topic(),
-    reason="the span worker does not call attach_price_table yet; it prices from SPANLINE_PRICES_FILE",
-)
 def test_span_worker_uses_new_price_without_restart(
     isolated: IsolatedPipeline, prices_env: dict[str, str], tmp_path: Path
 ) -> None:
