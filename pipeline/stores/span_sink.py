@@ -15,7 +15,7 @@ from itertools import repeat
 import psycopg
 
 from pipeline.stores.copy_types import register_copy_dumpers
-from pipeline.stores.offsets import lock_next_offsets, save_next_offsets
+from pipeline.stores.offsets import fresh_and_advanced, lock_next_offsets, save_next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,8 @@ class SpanSink:
                 stored_next = lock_next_offsets(
                     cursor, self._consumer_group, self._topic, {b.partition for b in batches}
                 )
-                fresh = [b for b in batches if b.offset >= stored_next[b.partition]]
+                fresh, changed = fresh_and_advanced(batches, stored_next)
                 spans_stored = self._copy(cursor, fresh) if fresh else 0
-                advanced = dict(stored_next)
-                for batch in fresh:
-                    advanced[batch.partition] = max(advanced[batch.partition], batch.offset + 1)
-                changed = {p: o for p, o in advanced.items() if o != stored_next[p]}
                 if changed:
                     save_next_offsets(cursor, self._consumer_group, self._topic, changed)
         except psycopg.OperationalError:
