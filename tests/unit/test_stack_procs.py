@@ -15,6 +15,7 @@ from pipeline.stack.procs import (
     record_matches,
     running_record,
     start_detached,
+    wait_for_argv,
     stop_process,
 )
 
@@ -84,6 +85,8 @@ def test_stop_leaves_mismatched_process_alone(tmp_path):
 def test_stop_terminates_matching_process(tmp_path):
     pid_file = tmp_path / "run" / "sleeper.pid"
     record = start_detached(SLEEPER, SLEEPER, tmp_path / "sleeper.log", pid_file)
+    # Until the child has exec'd, /proc still shows the parent's command line.
+    assert wait_for_argv(record)
     assert running_record(pid_file) == record
     outcome = stop_process(pid_file, signal.SIGTERM, timeout_s=10)
     assert outcome == f"stopped pid {record.pid}"
