@@ -74,16 +74,10 @@ def attach_runs_agent(
         f"{app.conf.id}-completed-runs", key_type=bytes, value_type=bytes,
         value_serializer="json", partitions=partitions, internal=True,
     )
-    # Keys are the run id bytes exactly as the SDK sent them, and faust's producer partitions them
-    # with murmur2 like the SDK, so each run's changelog partition equals its span partition.
-    run_table = app.Table(
-        "run-state", partitions=partitions, key_type=bytes,
-        use_partitioner=True,
-    )
-    agent_averages = app.GlobalTable(
-        "agent-averages", partitions=partitions, key_type=bytes,
-        use_partitioner=True,
-    )
+    # Each run's table entry goes to the changelog partition of the span message it came from
+    # (see _write_run_state), so recovery of a span partition restores exactly its runs.
+    run_table = app.Table("run-state", partitions=partitions, key_type=bytes)
+    agent_averages = app.GlobalTable("agent-averages", partitions=partitions, key_type=bytes)
     sink = RunSink(settings.database_dsn.reveal())
     # Prices follow the compacted prices topic, so a change reaches this worker without a restart.
     prices = attach_price_table(app, settings)
@@ -130,8 +124,21 @@ def attach_runs_agent(
         )
         for (key, state), row in zip(snapshots, rows):
             await runs_topic.send(key=key, value=encode_run_snapshot(row))
-            run_table[key] = state.to_dict()
+            _write_run_state(run_table, key, state)
             log.info("run abandoned run_id=%s idle_s=%.0f", state.run_id, idle_timeout_s)
+
+
+def _write_run_state(run_table: Any, key: bytes, state: RunState) -> None:
+    """Store a run's state locally and in the changelog partition of the run's span messages.
+
+    faust would pick the changelog partition from the current event, but take_events hands over
+    a whole window and the abandoned-run timer has no event at all. Every message of a run comes
+    from one span partition (the run id is the key), recorded in `applied_partition`, so
+    recovery of that span partition restores exactly its runs.
+    """
+    value = state.to_dict()
+    run_table.data[key] = value
+    run_table.send_changelog(state.applied_partition, key, value)
 
 
 def _observe_steps(columns: Any) -> None:
@@ -218,4 +225,4 @@ async def _apply_window(
         log.info("run completed run_id=%s status=%s cost_usd=%.6f", state.run_id, state.status,
                  state.cost_usd)
     for key, state in updated:
-        run_table[key] = state.to_dict()
+        _write_run_state(run_table, key, state)

@@ -265,3 +265,73 @@ def test_run_snapshot_json_fields_are_valid(isolated: IsolatedPipeline) -> None:
         ).fetchone()
     assert sum(entry["cost_usd"] for entry in ledger) == pytest.approx(cost)
     assert json.dumps(ledger)
+
+
+def test_restarted_runs_worker_takes_new_runs(isolated: IsolatedPipeline) -> None:
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    first_prefix = f"rm-first-{uuid.uuid4().hex[:8]}"
+    second_prefix = f"rm-second-{uuid.uuid4().hex[:8]}"
+
+    first = _publish_runs(settings, first_prefix, runs=12, steps=5, seed=1)
+    worker = start_worker(isolated, "runs", "runs-worker-first")
+    try:
+        wait_for(lambda: _all_runs_complete(dsn, first_prefix, first), timeout_s=60,
+                 what="the first runs")
+    finally:
+        worker.stop()
+
+    # The second worker starts with a changelog and agent averages from the first one.
+    second = _publish_runs(settings, second_prefix, runs=12, steps=5, seed=2)
+    restarted = start_worker(isolated, "runs", "runs-worker-second")
+    try:
+        wait_for(lambda: _all_runs_complete(dsn, second_prefix, second), timeout_s=60,
+                 what="the second runs after a graceful restart")
+    finally:
+        restarted.stop()
+    stored = _read_run_state(dsn, second_prefix)
+    assert all(row["status"] == "succeeded" or row["status"] == "failed"
+               for row in stored.values())
+
+
+def _produce_run_to_partition(settings, run_id: str, partition: int) -> None:
+    from confluent_kafka import Producer
+
+    from pipeline.wire.spans import encode_span_batch
+
+    start = time.time_ns()
+    columns = {
+        "trace_id": ["a" * 32] * 2, "span_id": [f"{run_id}-1", f"{run_id}-2"],
+        "parent_span_id": [f"{run_id}-2", ""], "step": [1, 1], "kind": ["tool", "agent"],
+        "name": ["search", "run"], "start_ns": [start, start], "end_ns": [start + MS, start + 2 * MS],
+        "status": ["ok", "ok"],
+    }
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer.produce(settings.spans_topic, key=run_id.encode(),
+                     value=encode_span_batch(run_id, "agent-p", columns), partition=partition)
+    producer.flush(10)
+
+
+def test_partition_first_used_after_restart_is_consumed(isolated: IsolatedPipeline) -> None:
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rm-late-{uuid.uuid4().hex[:8]}"
+
+    # Only partition 0 carries data before the first worker stops, so partitions 1 to 3 have no
+    # committed offset when the second worker starts.
+    worker = start_worker(isolated, "runs", "runs-worker-p0")
+    try:
+        _produce_run_to_partition(settings, f"{prefix}-p0", 0)
+        wait_for(lambda: len(_read_run_state(dsn, prefix)) == 1, timeout_s=60,
+                 what="the partition-0 run")
+    finally:
+        worker.stop()
+
+    restarted = start_worker(isolated, "runs", "runs-worker-late")
+    try:
+        for partition in (1, 2, 3):
+            _produce_run_to_partition(settings, f"{prefix}-p{partition}", partition)
+        wait_for(lambda: len(_read_run_state(dsn, prefix)) == 4, timeout_s=60,
+                 what="runs on partitions first used after the restart")
+    finally:
+        restarted.stop()
