@@ -139,22 +139,32 @@ def _wait_until_stored(
     dsn: str, published: Published, timeout_s: float, count_stored, count_run_state_spans  # noqa: ANN001
 ) -> bool:
     deadline = time.monotonic() + timeout_s
+    # On a terminal the progress line rewrites itself; in a log it is printed only when it changes.
+    interactive = sys.stdout.isatty()
+    last_line = ""
     while True:
         spans, frames = count_stored(dsn, published.run_ids)
         run_spans = count_run_state_spans(dsn, published.run_ids)
-        sys.stdout.write(
-            f"\rstored {spans}/{published.spans} spans, {frames}/{published.frames} frames; "
+        line = (
+            f"stored {spans}/{published.spans} spans, {frames}/{published.frames} frames; "
             f"run metrics cover {run_spans}/{published.spans} spans"
         )
-        sys.stdout.flush()
+        if interactive:
+            sys.stdout.write("\r" + line)
+            sys.stdout.flush()
+        elif line != last_line:
+            print(line, flush=True)
+        last_line = line
         if (spans >= published.spans and frames >= published.frames
                 and run_spans >= published.spans):
-            sys.stdout.write("\n")
+            if interactive:
+                sys.stdout.write("\n")
             return True
         if time.monotonic() > deadline:
-            sys.stdout.write("\n")
-            _say(f"timed out after {timeout_s:.0f} s waiting for the workers to store everything; "
-                 "read the worker logs named above")
+            if interactive:
+                sys.stdout.write("\n")
+            _say(f"timed out after {timeout_s:.0f} s waiting for the workers to store everything "
+                 f"({line}); read the worker logs named above")
             return False
         time.sleep(0.5)
 
