@@ -135,8 +135,9 @@ def record_browser_run(tracer: Any, agent: str = "demo-browser-agent") -> Browse
             browser.close()
         _record_plan(recorder, run_started_ns, time.time_ns())
         run_id = run.run_id
-    logger.info("browser run recorded run_id=%s spans=%d frames=%d", run_id, recorder.spans, recorder.frames)
-    return BrowserRunResult(run_id, recorder.spans, recorder.frames)
+    spans = recorder.spans + 1  # the run's own root span of kind agent, recorded as the run ends
+    logger.info("browser run recorded run_id=%s spans=%d frames=%d", run_id, spans, recorder.frames)
+    return BrowserRunResult(run_id, spans, recorder.frames)
 
 
 def _book_a_table(recorder: _Recorder, page: Any, base_url: str) -> None:

@@ -83,7 +83,8 @@ def publish(runs: Iterable[ImportedRun], tracer: Any, *, run_id_suffix: str = ""
     rejected_before = _rejected_counts(tracer)
     for run in runs:
         run_id = run.run_id + run_id_suffix
-        with tracer.run(run.agent, run_id=run_id) as recorded_run:
+        # A recording brings its own root span (or has none); the SDK adds no span of its own.
+        with tracer.run(run.agent, run_id=run_id, root_span=False) as recorded_run:
             for span in run.spans:
                 recorded_run.record_span(
                     span.kind, span.name, span.start_ns, span.end_ns, **span.record_span_kwargs()

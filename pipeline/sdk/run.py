@@ -169,13 +169,25 @@ def _describe_exception(error: BaseException) -> str:
 
 
 class Run:
-    """One agent run: numbers its steps from 1 and its frames from 0, and owns the trace id."""
+    """One agent run: numbers its steps from 1 and its frames from 0, and owns the trace id.
 
-    def __init__(self, tracer: Tracer, agent: str, run_id: str | None = None) -> None:
+    With `root_span` (the default) the run is itself a span of kind agent, from its creation to
+    `close()`, and the parent of every span that has no other parent. The runs worker decides a
+    run succeeded or failed when that span arrives; without it the run stays running until it is
+    abandoned. Importers turn it off because a recording brings its own root span, or none.
+    """
+
+    def __init__(
+        self, tracer: Tracer, agent: str, run_id: str | None = None, *, root_span: bool = True
+    ) -> None:
         self.tracer = tracer
         self.agent = agent
         self.run_id = run_id or uuid.uuid4().hex
         self.trace_id = new_trace_id()
+        self.root_span_id = new_span_id() if root_span else ""
+        self.start_ns = time.time_ns()
+        self.status = "ok"
+        self.error_message: str | None = None
         # itertools.count's next() is atomic under the GIL, so threads of one run share it safely.
         self._step_numbers = itertools.count(1)
         self._frame_seqs = itertools.count(0)
@@ -190,12 +202,36 @@ class Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
+        if exc is not None and self.error_message is None:
+            self.set_error(_describe_exception(exc))
         self.close()
         return False
 
+    def set_error(self, message: str) -> None:
+        """Mark the run as failed with `message` without an exception. Its root span carries it."""
+        self.status = "error"
+        self.error_message = message
+
     def close(self) -> None:
-        """Send the run's buffered spans now; spans recorded later still go out with a later flush."""
+        """End the run: record its root span and send its buffered spans now.
+
+        Spans recorded after this still go out with a later flush. A second call does nothing.
+        """
+        if self.closed:
+            return
         self.closed = True
+        if self.root_span_id:
+            self.record_span(
+                "agent",
+                self.agent,
+                self.start_ns,
+                time.time_ns(),
+                step=1,
+                span_id=self.root_span_id,
+                parent_span_id="",
+                status=self.status,
+                error_message=self.error_message,
+            )
         self.tracer._close_run(self)
 
     def step(self) -> Step:
@@ -214,7 +250,7 @@ class Run:
         *,
         step: int,
         span_id: str | None = None,
-        parent_span_id: str = "",
+        parent_span_id: str | None = None,
         trace_id: str | None = None,
         status: str = "ok",
         error_message: str | None = None,
@@ -228,11 +264,14 @@ class Run:
     ) -> str:
         """Record a finished span with given timings and ids, as importers of recorded runs do.
 
-        Returns the span id (generated when not given). Invalid values are logged and the span is
+        Returns the span id (generated when not given). `parent_span_id` None means the run's
+        root span; "" makes the span a root itself. Invalid values are logged and the span is
         dropped and counted; nothing is raised.
         """
         if span_id is None:
             span_id = new_span_id()
+        if parent_span_id is None:
+            parent_span_id = self.root_span_id
         try:
             row = build_row(
                 trace_id=trace_id or self.trace_id,
@@ -377,6 +416,8 @@ class Span:
         parent = _current_span.get()
         if parent is not None and parent.run is self.run:
             self.parent_span_id = parent.span_id
+        else:
+            self.parent_span_id = self.run.root_span_id
         self._token = _current_span.set(self)
         self.start_ns = time.time_ns()
         return self

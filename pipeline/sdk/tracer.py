@@ -204,9 +204,13 @@ class Tracer:
 
     # Public API
 
-    def run(self, agent: str, run_id: str | None = None) -> Run:
-        """Start a run of `agent`; use it as a context manager so its spans go out when it ends."""
-        return Run(self, agent, run_id)
+    def run(self, agent: str, run_id: str | None = None, *, root_span: bool = True) -> Run:
+        """Start a run of `agent`. Use it as a context manager so its spans go out when it ends.
+
+        The run records a root span of kind agent when it ends (see `Run`); an exception leaving
+        the `with` block marks it failed.
+        """
+        return Run(self, agent, run_id, root_span=root_span)
 
     @property
     def stats(self) -> TracerStats:

@@ -86,7 +86,8 @@ def test_run_page_matches_database(viewer: Viewer) -> None:
         record_booking(run, base_url)
     tracer.close()
     wait_for(lambda: count_rows(viewer.dsn, "SELECT count(*) FROM frames WHERE run_id = %s", (run_id,)) == 5, 60, "5 frames")
-    wait_for(lambda: count_rows(viewer.dsn, "SELECT count(*) FROM spans WHERE run_id = %s", (run_id,)) == 5, 60, "5 spans")
+    # Five browser spans and the run's own root span of kind agent.
+    wait_for(lambda: count_rows(viewer.dsn, "SELECT count(*) FROM spans WHERE run_id = %s", (run_id,)) == 6, 60, "6 spans")
     with psycopg.connect(viewer.dsn) as connection:
         frame_hashes = dict(connection.execute("SELECT step, sha256 FROM frames WHERE run_id = %s", (run_id,)).fetchall())
         errors = connection.execute("SELECT count(*) FROM spans WHERE run_id = %s AND status = 'error'", (run_id,)).fetchone()[0]

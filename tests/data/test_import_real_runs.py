@@ -118,7 +118,7 @@ def test_import_all_real_runs_counts() -> None:
         def __init__(self) -> None:
             self.recorded: list[CountingRun] = []
 
-        def run(self, agent: str, run_id: str | None = None):
+        def run(self, agent: str, run_id: str | None = None, *, root_span: bool = True):
             from contextlib import nullcontext
 
             recorded = CountingRun()

@@ -43,7 +43,7 @@ def publish_llm_spans(
     for run_index in range(runs):
         run_id = f"{run_prefix}-{run_index:04d}-{uuid.uuid4().hex[:6]}"
         run_ids.append(run_id)
-        with tracer.run(agent="test-agent", run_id=run_id) as run:
+        with tracer.run(agent="test-agent", run_id=run_id, root_span=False) as run:
             for step in range(1, spans_per_run + 1):
                 begin = start_ns + step * 1_000_000
                 run.record_span(

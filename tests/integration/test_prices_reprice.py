@@ -98,7 +98,7 @@ def publish_spans_at(settings: Settings, run_id: str, model: str, starts: list[d
     from pipeline.sdk import Tracer
 
     tracer = Tracer(settings, max_batch_spans=250)
-    with tracer.run(agent="test-agent", run_id=run_id) as run:
+    with tracer.run(agent="test-agent", run_id=run_id, root_span=False) as run:
         for step, start in enumerate(starts, start=1):
             begin = to_ns(start)
             run.record_span(

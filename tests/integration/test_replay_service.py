@@ -65,7 +65,8 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         for run in runs:
             wait_for(lambda: count_rows(dsn, "SELECT count(*) FROM frames WHERE run_id = %s", (run.run_id,)) == 4,
                      60, f"frames of {run.run_id}")
-            wait_for(lambda: count_rows(dsn, "SELECT count(*) FROM spans WHERE run_id = %s", (run.run_id,)) == 4,
+            # Four browser spans and the run's root span.
+            wait_for(lambda: count_rows(dsn, "SELECT count(*) FROM spans WHERE run_id = %s", (run.run_id,)) == 5,
                      60, f"spans of {run.run_id}")
     finally:
         for worker in workers:

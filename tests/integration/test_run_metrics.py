@@ -39,7 +39,7 @@ def _publish_runs(settings, prefix: str, runs: int, steps: int, seed: int) -> di
     for run_index in range(runs):
         run_id = f"{prefix}-{run_index:03d}"
         spans = []
-        with tracer.run(agent=f"agent-{run_index % 3}", run_id=run_id) as run:
+        with tracer.run(agent=f"agent-{run_index % 3}", run_id=run_id, root_span=False) as run:
             start = base_ns + run_index * 10_000 * MS
             run.record_span("plan", "plan", start, start + 5 * MS, step=1)
             for step in range(1, steps + 1):
@@ -335,3 +335,38 @@ def test_partition_first_used_after_restart_is_consumed(isolated: IsolatedPipeli
                  what="runs on partitions first used after the restart")
     finally:
         restarted.stop()
+
+
+def test_sdk_runs_end_succeeded_or_failed(isolated: IsolatedPipeline) -> None:
+    from pipeline.sdk import Tracer
+
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rm-sdk-{uuid.uuid4().hex[:8]}"
+
+    tracer = Tracer(settings, linger_ms=10)
+    with tracer.run("sdk-agent", run_id=f"{prefix}-ok") as run:
+        with run.step() as step:
+            with step.span("tool", "search"):
+                pass
+    try:
+        with tracer.run("sdk-agent", run_id=f"{prefix}-raised") as run:
+            with run.step() as step:
+                with step.span("tool", "search"):
+                    raise RuntimeError("page not found")
+    except RuntimeError:
+        pass
+    with tracer.run("sdk-agent", run_id=f"{prefix}-gave-up") as run:
+        run.set_error("gave up after 3 replans")
+    tracer.close()
+
+    worker = start_worker(isolated, "runs", "runs-worker-sdk")
+    try:
+        wait_for(lambda: [row["status"] for row in _read_run_state(dsn, prefix).values()].count("running") == 0
+                 and len(_read_run_state(dsn, prefix)) == 3, timeout_s=60, what="the three SDK runs to end")
+    finally:
+        worker.stop()
+    statuses = {run_id.removeprefix(prefix + "-"): row["status"] for run_id, row in _read_run_state(dsn, prefix).items()}
+    assert statuses["ok"] == "succeeded"
+    assert statuses["raised"] == "failed"
+    assert statuses["gave-up"] == "failed"

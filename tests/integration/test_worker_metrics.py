@@ -93,7 +93,7 @@ def _publish_completed_run(settings, run_id: str) -> None:
 
     tracer = Tracer(settings)
     start = time.time_ns()
-    with tracer.run(agent="metrics-agent", run_id=run_id) as run:
+    with tracer.run(agent="metrics-agent", run_id=run_id, root_span=False) as run:
         run.record_span("tool", "search", start, start + 1_000_000, step=1)
         run.record_span("agent", "run", start, start + 2_000_000, step=1, parent_span_id="")
     tracer.close()

@@ -108,9 +108,20 @@ def test_browser_run_span_mix(recorded: RecordedRun) -> None:
     assert len(recorded.rows) == result.spans
     assert recorded.stats.spans_delivered == result.spans
     kinds = [row["kind"] for row in recorded.rows]
+    assert kinds.count("agent") == 1
     assert kinds.count("plan") == 1
     assert kinds.count("llm") == 2
     assert kinds.count("browser") == result.frames
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_browser_run_ends_with_a_succeeded_root_span(recorded: RecordedRun) -> None:
+    (root,) = [row for row in recorded.rows if not row["parent_span_id"]]
+    assert root["kind"] == "agent"
+    assert root["status"] == "ok"
+    children = [row for row in recorded.rows if row is not root]
+    assert {row["parent_span_id"] for row in children} <= {row["span_id"] for row in recorded.rows}
 
 
 @pytest.mark.browser

@@ -38,10 +38,12 @@ class RecordingTracer:
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, str | None, RecordingRun]] = []
+        self.root_span_flags: list[bool] = []
 
     @contextmanager
-    def run(self, agent: str, run_id: str | None = None) -> Iterator[RecordingRun]:
+    def run(self, agent: str, run_id: str | None = None, *, root_span: bool = True) -> Iterator[RecordingRun]:
         recorded = RecordingRun()
+        self.root_span_flags.append(root_span)
         self.runs.append((agent, run_id, recorded))
         yield recorded
 
@@ -101,6 +103,7 @@ def test_publish_calls_record_span_with_every_field() -> None:
     assert result.spans == 1
     assert result.frames == 1
     agent, run_id, recorded = tracer.runs[0]
+    assert tracer.root_span_flags == [False], "a recording must not gain a root span it never had"
     assert (agent, run_id) == ("a", "r")
     args, kwargs = recorded.spans[0]
     assert args == ("llm", "n", 1, 2)

@@ -72,7 +72,7 @@ def test_fill_value_redacted_before_send() -> None:
     producer = RecordingProducer()
     tracer = Tracer(producer=producer)
     page = FakePage()
-    with tracer.run("unit-agent") as run:
+    with tracer.run("unit-agent", root_span=False) as run:
         recorder = BrowserRecorder(page, run, capture_frames=False)
         recorder.fill("#email", "ada@example.org")
     tracer.close()
@@ -98,7 +98,7 @@ def test_inbox_message_records_two_linked_frames() -> None:
 
     producer = RecordingProducer()
     tracer = Tracer(producer=producer)
-    with tracer.run("unit-agent") as run:
+    with tracer.run("unit-agent", root_span=False) as run:
         span_id = record_message(run, message, direction="read")
     tracer.close()
 

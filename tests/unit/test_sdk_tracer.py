@@ -79,7 +79,7 @@ def only_batch(producer: RecordingProducer):
 
 
 def test_run_spans_leave_as_one_message(tracer, producer):
-    with tracer.run("shopper", run_id="run-1") as run:
+    with tracer.run("shopper", run_id="run-1", root_span=False) as run:
         with run.step() as step:
             for index in range(3):
                 with step.span("tool", f"call {index}"):
@@ -99,7 +99,7 @@ def test_run_spans_leave_as_one_message(tracer, producer):
 
 def test_full_batches_split_at_max_batch_spans(producer):
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=60_000, max_batch_spans=3)
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     for index in range(7):
         run.record_span("plan", f"p{index}", 1, 2, step=1)
     stats = tracer.close(timeout_s=5)
@@ -116,7 +116,7 @@ def test_full_batches_split_at_max_batch_spans(producer):
 def test_linger_flushes_without_close(producer):
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=20)
     try:
-        tracer.run("a").record_span("llm", "x", 1, 2, step=1)
+        tracer.run("a", root_span=False).record_span("llm", "x", 1, 2, step=1)
         deadline = time.monotonic() + 5
         while not producer.messages and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -127,7 +127,7 @@ def test_linger_flushes_without_close(producer):
 
 
 def test_step_numbers_count_from_one(tracer, producer):
-    with tracer.run("a") as run:
+    with tracer.run("a", root_span=False) as run:
         for _ in range(3):
             with run.step() as step:
                 with step.span("browser", "click"):
@@ -152,24 +152,75 @@ def test_ids_and_parents(tracer, producer):
     assert re.fullmatch(r"[0-9a-f]{32}", run.trace_id)
     assert set(columns["trace_id"]) == {run.trace_id}
     assert all(re.fullmatch(r"[0-9a-f]{16}", span_id) for span_id in columns["span_id"])
-    assert len(set(columns["span_id"])) == 3
+    assert len(set(columns["span_id"])) == 4
     assert columns["span_id"][by_name["outer"]] == outer.span_id
-    assert columns["parent_span_id"][by_name["outer"]] == ""
+    assert columns["parent_span_id"][by_name["outer"]] == run.root_span_id
     assert columns["parent_span_id"][by_name["inner"]] == outer.span_id
-    assert columns["parent_span_id"][by_name["sibling"]] == ""
+    assert columns["parent_span_id"][by_name["sibling"]] == run.root_span_id
     assert inner.span_id != sibling.span_id
 
 
-def test_run_id_defaults_to_uuid_hex(tracer):
+def test_run_ends_with_its_root_agent_span(tracer, producer):
+    before = time.time_ns()
+    with tracer.run("shopper", run_id="run-1") as run:
+        with run.step() as step:
+            with step.span("tool", "search"):
+                pass
+    tracer.flush()
+
+    columns = only_batch(producer).columns
+    assert columns["name"] == ["search", "shopper"]
+    assert columns["kind"][1] == "agent"
+    assert columns["span_id"][1] == run.root_span_id
+    assert columns["parent_span_id"] == [run.root_span_id, ""]
+    assert columns["status"][1] == "ok"
+    assert before <= columns["start_ns"][1] <= columns["start_ns"][0]
+    assert columns["end_ns"][1] >= columns["end_ns"][0]
+
+
+def test_run_closed_twice_records_one_root_span(tracer, producer):
     run = tracer.run("a")
+    run.close()
+    run.close()
+    tracer.flush()
+
+    assert only_batch(producer).columns["kind"] == ["agent"]
+
+
+def test_exception_leaving_the_run_fails_its_root_span(tracer, producer):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracer.run("a") as run:
+            with run.step() as step:
+                with step.span("tool", "fails"):
+                    raise RuntimeError("boom")
+    tracer.flush()
+
+    columns = only_batch(producer).columns
+    assert columns["kind"] == ["tool", "agent"]
+    assert columns["status"] == ["error", "error"]
+    assert columns["error_message"] == ["RuntimeError: boom", "RuntimeError: boom"]
+
+
+def test_run_set_error_fails_the_root_span_without_an_exception(tracer, producer):
+    with tracer.run("a") as run:
+        run.set_error("gave up after 3 replans")
+    tracer.flush()
+
+    columns = only_batch(producer).columns
+    assert columns["status"] == ["error"]
+    assert columns["error_message"] == ["gave up after 3 replans"]
+
+
+def test_run_id_defaults_to_uuid_hex(tracer):
+    run = tracer.run("a", root_span=False)
 
     assert re.fullmatch(r"[0-9a-f]{32}", run.run_id)
-    assert tracer.run("a").run_id != run.run_id
+    assert tracer.run("a", root_span=False).run_id != run.run_id
 
 
 def test_timings_come_from_wall_clock(tracer, producer):
     before = time.time_ns()
-    with tracer.run("a") as run:
+    with tracer.run("a", root_span=False) as run:
         with run.step() as step:
             with step.span("tool", "sleep"):
                 time.sleep(0.01)
@@ -184,7 +235,7 @@ def test_timings_come_from_wall_clock(tracer, producer):
 
 def test_exception_marks_error_and_reraises(tracer, producer):
     with pytest.raises(RuntimeError, match="boom"):
-        with tracer.run("a") as run:
+        with tracer.run("a", root_span=False) as run:
             with run.step() as step:
                 with step.span("tool", "fails"):
                     raise RuntimeError("boom")
@@ -196,7 +247,7 @@ def test_exception_marks_error_and_reraises(tracer, producer):
 
 
 def test_set_error_without_exception(tracer, producer):
-    with tracer.run("a") as run:
+    with tracer.run("a", root_span=False) as run:
         with run.step() as step:
             with step.span("inbox", "send") as span:
                 span.set_error("mailbox full")
@@ -211,7 +262,7 @@ def test_set_error_without_exception(tracer, producer):
 
 def test_setters_fill_columns(tracer, producer):
     usage = Usage(input_tokens=100, cache_read_tokens=20, output_tokens=7, reasoning_tokens=None, source="openai.chat")
-    with tracer.run("a") as run:
+    with tracer.run("a", root_span=False) as run:
         with run.step() as step:
             with step.span("llm", "chat", selector="#buy") as span:
                 span.set_model("openai", "gpt-4o-mini")
@@ -237,7 +288,7 @@ def test_setters_fill_columns(tracer, producer):
 
 
 def test_span_keywords_set_fields(tracer, producer):
-    with tracer.run("a") as run:
+    with tracer.run("a", root_span=False) as run:
         with run.step() as step:
             with step.span("llm", "chat", provider="anthropic", model="claude", usage=Usage(output_tokens=3)):
                 pass
@@ -250,7 +301,7 @@ def test_span_keywords_set_fields(tracer, producer):
 
 
 def test_record_span_keeps_given_ids_and_times(tracer, producer):
-    run = tracer.run("importer", run_id="recorded-run")
+    run = tracer.run("importer", run_id="recorded-run", root_span=False)
     returned = run.record_span(
         "llm",
         "generation",
@@ -285,7 +336,7 @@ def test_record_span_keeps_given_ids_and_times(tracer, producer):
 
 
 def test_invalid_span_dropped_others_sent(tracer, producer):
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     run.record_span("llm", "good", 1, 2, step=1)
     run.record_span("telepathy", "bad kind", 1, 2, step=1)
     run.record_span("llm", "bad tokens", 1, 2, step=1, usage=Usage(input_tokens="many"))
@@ -299,7 +350,7 @@ def test_invalid_span_dropped_others_sent(tracer, producer):
 def test_buffer_bound_drops_new_spans():
     producer = RecordingProducer(produce_error=BufferError("queue full"))
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=0, max_batch_spans=2, max_buffered_spans=4)
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     for index in range(6):
         run.record_span("tool", f"t{index}", 1, 2, step=1)
     buffered = tracer.stats
@@ -323,7 +374,7 @@ def test_in_flight_spans_count_toward_bound():
 
     producer = SilentProducer()
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=60_000, max_batch_spans=2, max_buffered_spans=4)
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     for index in range(4):
         run.record_span("tool", f"t{index}", 1, 2, step=1)
     tracer.flush(timeout_s=0.1)
@@ -338,7 +389,7 @@ def test_in_flight_spans_count_toward_bound():
 def test_delivery_failure_counted_not_raised():
     producer = RecordingProducer(delivery_error=KafkaError(KafkaError._MSG_TIMED_OUT))
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=60_000)
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     run.record_span("tool", "t", 1, 2, step=1)
     run.record_span("tool", "u", 1, 2, step=1)
     run.record_frame(b"png", step=1, content_type="image/png")
@@ -356,7 +407,7 @@ def test_produce_exception_counted_not_raised():
     error = KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
     producer = RecordingProducer(produce_error=error)
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=60_000)
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     run.record_span("tool", "t", 1, 2, step=1)
     run.record_frame(b"png", step=1, content_type="image/png")
 
@@ -368,7 +419,7 @@ def test_produce_exception_counted_not_raised():
 
 def test_spans_after_close_are_dropped(producer):
     tracer = Tracer(SETTINGS, producer=producer)
-    run = tracer.run("a")
+    run = tracer.run("a", root_span=False)
     tracer.close(timeout_s=1)
 
     run.record_span("tool", "late", 1, 2, step=1)
@@ -421,7 +472,7 @@ def test_frame_too_large_is_dropped_and_logged(tracer, producer, caplog):
 
 
 def test_invalid_frame_kind_dropped(tracer, producer):
-    tracer.run("a").record_frame(b"x", step=1, content_type="image/png", kind="pdf")
+    tracer.run("a", root_span=False).record_frame(b"x", step=1, content_type="image/png", kind="pdf")
     tracer.flush()
 
     assert producer.frames() == []
@@ -432,7 +483,7 @@ def test_threads_record_concurrently(producer):
     tracer = Tracer(SETTINGS, producer=producer, linger_ms=5, max_batch_spans=50)
 
     def record(thread_index: int) -> None:
-        with tracer.run("a", run_id=f"run-{thread_index}") as run:
+        with tracer.run("a", run_id=f"run-{thread_index}", root_span=False) as run:
             for step_index in range(200):
                 run.record_span("tool", "t", 1, 2, step=step_index + 1)
 
@@ -456,7 +507,7 @@ def test_real_producer_without_broker_never_raises():
     # A real librdkafka producer aimed at a closed port: checks the producer configuration is
     # accepted and that an unreachable Kafka only shows up in the stats.
     tracer = Tracer(Settings(kafka_bootstrap="127.0.0.1:1"), linger_ms=5)
-    with tracer.run("a") as run:
+    with tracer.run("a", root_span=False) as run:
         with run.step() as step:
             with step.span("tool", "t"):
                 pass
