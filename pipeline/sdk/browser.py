@@ -212,8 +212,8 @@ class BrowserRecorder:
         """Start a CDP screencast: each frame becomes a JPEG (or PNG) frame of the current step."""
         if self._cdp is not None:
             return
-        # NOTE: no automated test drives the screencast yet; acking from inside the event
-        # handler relies on Playwright's sync API dispatching events on the calling thread.
+        # NOTE: Playwright's sync API dispatches CDP events on the calling thread only while that
+        # thread is inside a Playwright call, so no frames arrive while the agent is thinking.
         self._screencast = options or ScreencastOptions()
         self._cdp = self.page.context.new_cdp_session(self.page)
         self._cdp.on("Page.screencastFrame", self._on_screencast_frame)
