@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Settings
+from pipeline.kafka_clients import librdkafka_config
 from pipeline.otel.convert import ConversionState, ConvertedExport, OtlpDecodeError, convert_export
 from pipeline.otel.outputs import (
     OTLP_EXPORTS_UNDECODABLE,
@@ -72,7 +73,7 @@ class KafkaDelivery:
 
     def __init__(self, settings: Settings, queue_limit: int) -> None:
         self._producer = Producer({
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "client.id": "spanline-otlp-receiver",
             "enable.idempotence": True,
             "acks": "all",

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.kafka_clients import librdkafka_config
 from pipeline.pricing.prices import ModelAlias, OperatorPrices, PriceBook, PriceEntry, load_operator_prices
 from pipeline.pricing.topic import OPERATOR_PREFIX, DecodedRecord, PriceTopicError, decode_record, read_all
 
@@ -181,7 +182,7 @@ class PriceTopicReader(threading.Thread):
 
         topic = self._settings.prices_topic
         consumer = Consumer({
-            "bootstrap.servers": self._settings.kafka_bootstrap,
+            **librdkafka_config(self._settings),
             # Required by librdkafka even though partitions are assigned by hand and nothing is
             # committed.
             "group.id": "spanline-prices-reader",

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pipeline.config import Settings
+from pipeline.kafka_clients import librdkafka_config
 from pipeline.pricing.prices import ModelAlias, OperatorPrices, PriceEntry
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def publish(settings: Settings, records: Iterable[tuple[str, bytes | None]]) -> 
     from confluent_kafka import Producer
 
     producer = Producer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_config(settings),
         "enable.idempotence": True,
         "linger.ms": 20,
         "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000),
@@ -182,7 +183,7 @@ def read_all(settings: Settings, timeout_s: float = READ_TIMEOUT_S) -> Iterator[
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_config(settings),
         "group.id": "spanline-prices-reader",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
