@@ -63,6 +63,8 @@ class ReceiverConfig:
     max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS
     producer_queue_limit: int = PRODUCER_QUEUE_LIMIT
     delivery_timeout_s: float = DELIVERY_TIMEOUT_S
+    # How long a stopping receiver waits for Kafka to confirm records already accepted.
+    shutdown_timeout_s: float = 10.0
 
 
 class KafkaDelivery:
@@ -145,7 +147,7 @@ async def _delivery_context(app: web.Application):  # noqa: ANN202 - aiohttp cle
     app["delivery"] = delivery
     logger.info("OTLP receiver producing to spans_topic=%s", app["settings"].spans_topic)
     yield
-    remaining = await asyncio.to_thread(delivery.close)
+    remaining = await asyncio.to_thread(delivery.close, app["config"].shutdown_timeout_s)
     if remaining:
         logger.error("receiver stopped with undelivered records count=%d", remaining)
 
