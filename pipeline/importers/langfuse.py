@@ -21,15 +21,22 @@ Rules, applied per observation:
 - cost: Langfuse's `totalCost` is Langfuse's own computation, not a provider-reported cost, so it
   goes to the attribute `langfuse.total_cost` and never to `reported_cost_usd`.
 - status: `level=ERROR` or an OTel error status is `error`, with `statusMessage` as the message.
+- root: a trace whose observations have no parentless `agent` span gets one, made from the
+  Langfuse trace itself (its name, timestamp and latency, widened to cover every observation) and
+  marked with the attribute `spanline.root_from = "langfuse.trace"`. The parentless observations
+  become its children. It is `error` when one of them is. Without it the runs worker could never
+  call the run finished, because it decides that when a root agent span arrives.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pipeline.importers.model import (
@@ -121,12 +128,60 @@ def parse(document: Any, *, source: str = "", agent: str | None = None) -> list[
 
     runs = []
     for trace_id, spans in spans_by_trace.items():
+        spans = with_trace_root(spans, trace_id, trace if trace.get("id") == trace_id else {})
         runs.append(
             ImportedRun(run_id=trace_id, agent=str(agent_name), spans=number_steps(spans), source=source)
         )
     if not runs:
         logger.warning("langfuse export has no observations source=%s", source)
     return runs
+
+
+def with_trace_root(spans: list[ImportedSpan], trace_id: str, trace: Mapping[str, Any]) -> list[ImportedSpan]:
+    """Add a root agent span made from the Langfuse trace when the observations have none.
+
+    `trace` is the export's trace object when it describes `trace_id`, else empty. Returns
+    `spans` unchanged when a parentless agent span exists.
+    """
+    roots = [span for span in spans if not span.parent_span_id]
+    if not spans or any(span.kind == "agent" for span in roots):
+        return spans
+
+    start_ns = min(span.start_ns for span in spans)
+    end_ns = max(span.end_ns for span in spans)
+    attributes: dict[str, Any] = {"spanline.root_from": "langfuse.trace"}
+    timestamp = trace.get("timestamp")
+    if isinstance(timestamp, str):
+        try:
+            trace_start_ns = iso_to_ns(timestamp)
+        except ValueError:
+            attributes["spanline.invalid_trace_timestamp"] = timestamp
+        else:
+            start_ns = min(start_ns, trace_start_ns)
+            latency = trace.get("latency")
+            if isinstance(latency, (int, float)) and latency >= 0:
+                end_ns = max(end_ns, trace_start_ns + int(latency * 1e9))
+    for key in ("sessionId", "userId", "environment", "release", "version"):
+        if trace.get(key) is not None:
+            attributes[f"langfuse.trace.{key}"] = trace[key]
+
+    failed = [span for span in roots if span.status == "error"]
+    root_id = hashlib.sha256(f"langfuse-trace-root/{trace_id}".encode()).hexdigest()[:16]
+    root = ImportedSpan(
+        kind="agent",
+        name=str(trace.get("name") or "trace"),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        step=1,
+        span_id=root_id,
+        parent_span_id="",
+        trace_id=trace_id,
+        status="error" if failed else "ok",
+        error_message=failed[0].error_message if failed else None,
+        attributes=attributes,
+    )
+    children = [replace(span, parent_span_id=root_id) if not span.parent_span_id else span for span in spans]
+    return [root, *children]
 
 
 def _parse_observation(observation: Any, index: int, trace: Mapping[str, Any]) -> ImportedSpan:

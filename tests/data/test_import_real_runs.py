@@ -41,9 +41,15 @@ def test_real_file_parses(path: Path) -> None:
 @pytest.mark.parametrize("path", RUN_FILES, ids=lambda path: path.name)
 def test_real_file_span_count_matches_source(path: Path) -> None:
     document = json.loads(path.read_text())
-    spans = sum(len(run.spans) for run in load_file(path))
+    runs = load_file(path)
+    spans = sum(len(run.spans) for run in runs)
     if "observations" in document:
-        assert spans == len(document["observations"])
+        # One span per observation, plus the root made from the trace where none was recorded.
+        made_roots = sum(
+            1 for run in runs for span in run.spans
+            if (span.attributes or {}).get("spanline.root_from") == "langfuse.trace"
+        )
+        assert spans == len(document["observations"]) + made_roots
     else:
         actions = sum(1 for step in document["steps"] if step["state"].get("action"))
         assert spans == 1 + 2 * actions
@@ -131,3 +137,10 @@ def test_import_all_real_runs_counts() -> None:
     assert len(summary.published.run_ids) == len(set(summary.published.run_ids))
     assert summary.published.spans == sum(run.spans for run in tracer.recorded)
     assert summary.published.frames == 0
+
+
+@pytest.mark.parametrize("path", RUN_FILES, ids=lambda path: path.name)
+def test_real_run_has_root_agent_span(path: Path) -> None:
+    for run in load_file(path):
+        roots = [span for span in run.spans if span.kind == "agent" and not span.parent_span_id]
+        assert len(roots) >= 1, f"run {run.run_id} has no root agent span, so it could never finish"

@@ -263,3 +263,60 @@ def test_several_trace_ids_give_several_runs(document: dict) -> None:
     changed["observations"][6]["traceId"] = "f" * 32
     runs = langfuse.parse(changed, source=FIXTURE.name)
     assert sorted(run.run_id for run in runs) == [TRACE_ID, "f" * 32]
+
+
+def single_generation_export(level: str = "DEFAULT") -> dict:
+    """A trace recorded as one parentless generation, the shape some SDK integrations send."""
+    return {
+        "trace": {
+            "id": TRACE_ID, "name": "chat gpt-4o-mini", "timestamp": "2025-03-01T10:00:00.000Z",
+            "latency": 2.5, "sessionId": "session-7",
+        },
+        "observations": [
+            {
+                "id": "b000000000000001", "traceId": TRACE_ID, "type": "GENERATION",
+                "name": "chat gpt-4o-mini", "model": "gpt-4o-mini", "level": level,
+                "statusMessage": "upstream 500" if level == "ERROR" else None,
+                "startTime": "2025-03-01T10:00:00.100Z", "endTime": "2025-03-01T10:00:02.000Z",
+            },
+            {
+                "id": "b000000000000002", "traceId": TRACE_ID, "type": "SPAN", "name": "orphan",
+                "parentObservationId": "not-in-this-export",
+                "startTime": "2025-03-01T10:00:00.200Z", "endTime": "2025-03-01T10:00:00.300Z",
+            },
+        ],
+    }
+
+
+def test_recorded_agent_root_is_kept(document: dict) -> None:
+    spans = langfuse.parse(document, source=FIXTURE.name)[0].spans
+    assert not any((span.attributes or {}).get("spanline.root_from") for span in spans)
+
+
+def test_trace_without_agent_root_gets_one() -> None:
+    spans = {span.span_id: span for span in langfuse.parse(single_generation_export(), source="x.json")[0].spans}
+    (root,) = [span for span in spans.values() if span.attributes and span.attributes.get("spanline.root_from")]
+
+    assert root.kind == "agent"
+    assert root.parent_span_id == ""
+    assert root.name == "chat gpt-4o-mini"
+    assert root.status == "ok"
+    assert root.start_ns == langfuse.iso_to_ns("2025-03-01T10:00:00.000Z")
+    assert root.end_ns == root.start_ns + 2_500_000_000
+    assert root.attributes["langfuse.trace.sessionId"] == "session-7"
+    assert spans["b000000000000001"].parent_span_id == root.span_id
+    assert spans["b000000000000002"].parent_span_id == "not-in-this-export"
+
+
+def test_made_root_fails_with_failed_child() -> None:
+    spans = langfuse.parse(single_generation_export(level="ERROR"), source="x.json")[0].spans
+    (root,) = [span for span in spans if span.kind == "agent" and not span.parent_span_id]
+
+    assert root.status == "error"
+    assert root.error_message == "upstream 500"
+
+
+def test_made_root_id_is_stable() -> None:
+    first = langfuse.parse(single_generation_export(), source="x.json")[0].spans
+    second = langfuse.parse(single_generation_export(), source="x.json")[0].spans
+    assert [span.span_id for span in first] == [span.span_id for span in second]
