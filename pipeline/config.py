@@ -104,6 +104,9 @@ class Settings:
     max_frame_bytes: int = 8 * 1024 * 1024
     # A run with no new span for this many seconds is marked abandoned by the runs worker.
     run_idle_timeout_s: float = 300.0
+    # The runs worker drops a finished run from its table (and changelog) this many seconds after
+    # the run's last update; 0 keeps every run. Its final state stays in TimescaleDB.
+    run_state_retention_s: float = 86_400.0
     cache_dir: Path = field(default_factory=default_cache_dir)
     state_dir: Path = field(default_factory=default_state_dir)
 
@@ -126,7 +129,7 @@ class Settings:
 
 _SECRET_FIELDS = {"database_dsn", "s3_access_key", "s3_secret_key", "kafka_sasl_password"}
 _INT_FIELDS = {"max_frame_bytes"}
-_FLOAT_FIELDS = {"run_idle_timeout_s"}
+_FLOAT_FIELDS = {"run_idle_timeout_s", "run_state_retention_s"}
 _BOOL_FIELDS = {"s3_secure"}
 _PATH_FIELDS = {"cache_dir", "state_dir", "prices_file", "kafka_ca_file"}
 

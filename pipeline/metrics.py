@@ -73,4 +73,7 @@ STEP_DURATION = Histogram(
 RUNS_COMPLETED = Counter(
     f"{PREFIX}_runs_completed", "Runs that reached a final status, by status.", ["status"]
 )
+RUNS_DROPPED = Counter(
+    f"{PREFIX}_runs_dropped", "Finished runs removed from the runs worker's table after the retention time."
+)
 REPLANS = Counter(f"{PREFIX}_replans", "Replans detected in runs, counted when first applied.")

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -43,6 +43,9 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "abandoned"})
 # A run with no new span for this long is marked abandoned.
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 IDLE_CHECK_INTERVAL_S = 10.0
+# A finished run leaves the table this long after its last update (0 keeps every run).
+DEFAULT_RETENTION_S = 86_400.0
+RETENTION_CHECK_INTERVAL_S = 60.0
 
 
 def span_topic_partitions(settings: Settings) -> int:
@@ -63,7 +66,10 @@ def span_topic_partitions(settings: Settings) -> int:
 
 
 def attach_runs_agent(
-    app: faust.App, settings: Settings, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    app: faust.App,
+    settings: Settings,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    retention_s: float = DEFAULT_RETENTION_S,
 ) -> None:
     """Attach the run-metrics agents, tables and timers to the app."""
     partitions = span_topic_partitions(settings)
@@ -126,6 +132,45 @@ def attach_runs_agent(
             await runs_topic.send(key=key, value=encode_run_snapshot(row))
             _write_run_state(run_table, key, state)
             log.info("run abandoned run_id=%s idle_s=%.0f", state.run_id, idle_timeout_s)
+
+    # Short retentions (in tests) are checked more often, so a run never stays twice as long.
+    retention_check_s = max(1.0, min(RETENTION_CHECK_INTERVAL_S, retention_s / 2)) if retention_s > 0 else 3600.0
+
+    @app.timer(interval=retention_check_s)
+    async def drop_finished_runs() -> None:
+        # NOTE: a span that arrives for a run after it was dropped starts a new state. That
+        # state's snapshot replaces the stored run_state row, so keep the retention above the
+        # latest a span can arrive.
+        entries = list(run_table.data.items())
+        for key in expired_runs(entries, time.time_ns(), retention_s):
+            raw = run_table.data[key]
+            if raw.get("applied_partition") is None:
+                log.warning("finished run kept: no span partition recorded run_id=%s", raw.get("run_id"))
+                continue
+            _delete_run_state(run_table, key, raw["applied_partition"])
+            metrics.RUNS_DROPPED.inc()
+            log.info("finished run dropped from the run table run_id=%s status=%s", raw["run_id"], raw["status"])
+
+
+def expired_runs(entries: Iterable[tuple[bytes, Mapping[str, Any]]], now_ns: int, retention_s: float) -> list[bytes]:
+    """Return the keys of finished runs whose last update is more than `retention_s` old."""
+    if retention_s <= 0:
+        return []
+    cutoff_ns = now_ns - int(retention_s * 1e9)
+    return [
+        key for key, raw in entries
+        if raw["status"] in TERMINAL_STATUSES and raw["last_update_wall_ns"] < cutoff_ns
+    ]
+
+
+def _delete_run_state(run_table: Any, key: bytes, partition: int) -> None:
+    """Remove a run locally and write a tombstone to its changelog partition.
+
+    The raw serializer sends a null value, which faust's recovery and log compaction treat as a
+    deletion. The table's JSON serializer would send the text "null" instead.
+    """
+    del run_table.data[key]
+    run_table.send_changelog(partition, key, None, value_serializer="raw")
 
 
 def _write_run_state(run_table: Any, key: bytes, state: RunState) -> None:

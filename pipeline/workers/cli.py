@@ -54,7 +54,10 @@ def run_worker(args: argparse.Namespace) -> int:
     else:
         from pipeline.runs.worker import attach_runs_agent
 
-        attach_runs_agent(app, settings, idle_timeout_s=settings.run_idle_timeout_s)
+        attach_runs_agent(
+            app, settings, idle_timeout_s=settings.run_idle_timeout_s,
+            retention_s=settings.run_state_retention_s,
+        )
     log.info(
         "starting worker role=%s bootstrap=%s web=%s:%d",
         args.role, settings.kafka_bootstrap, args.web_host, web_port,

@@ -370,3 +370,83 @@ def test_sdk_runs_end_succeeded_or_failed(isolated: IsolatedPipeline) -> None:
     assert statuses["ok"] == "succeeded"
     assert statuses["raised"] == "failed"
     assert statuses["gave-up"] == "failed"
+
+
+def _changelog_values(settings, topic: str, key: bytes) -> list[bytes | None]:
+    """Return every value of `key` in a changelog topic, oldest first (None for a tombstone)."""
+    from confluent_kafka import KafkaError
+
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"changelog-reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+    consumer.subscribe([topic])
+    values: list[bytes | None] = []
+    partitions_at_end: set[int] = set()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    partitions_at_end.add(message.partition())
+                    if len(partitions_at_end) == 4:
+                        break
+                continue
+            if message.key() == key:
+                values.append(message.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def test_finished_run_leaves_table_after_retention(isolated: IsolatedPipeline) -> None:
+    from dataclasses import replace
+
+    from pipeline.sdk import Tracer
+    from pipeline.workers.app import consumer_group
+    from tests.integration.test_worker_metrics import _scrape, _value
+
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    run_id = f"rm-retention-{uuid.uuid4().hex[:8]}"
+    tracer = Tracer(settings, linger_ms=10)
+    with tracer.run("retention-agent", run_id=run_id) as run:
+        with run.step() as step:
+            with step.span("tool", "search"):
+                pass
+    tracer.close()
+
+    short_retention = replace(isolated, env={**isolated.env, "SPANLINE_RUN_STATE_RETENTION_S": "2"})
+    worker = start_worker(short_retention, "runs", "runs-worker-retention")
+    try:
+        wait_for(lambda: _read_run_state(dsn, run_id).get(run_id, {}).get("status") == "succeeded",
+                 timeout_s=60, what="the run to succeed")
+        wait_for(lambda: _value(_scrape(worker.web_port), "spanline_runs_dropped_total") == 1,
+                 timeout_s=30, what="the finished run to leave the table")
+    finally:
+        worker.stop()
+
+    changelog = f"{consumer_group(settings, 'runs')}-run-state-changelog"
+    values = _changelog_values(settings, changelog, run_id.encode())
+    assert values, f"no changelog message for {run_id} in {changelog}"
+    assert values[0] is not None
+    assert values[-1] is None, "the last changelog message of a dropped run must be a tombstone"
+    assert _read_run_state(dsn, run_id)[run_id]["status"] == "succeeded", "the stored final state must stay"
+
+    # A worker that recovers the table through the tombstone still takes new runs.
+    later_run_id = f"{run_id}-later"
+    tracer = Tracer(settings, linger_ms=10)
+    with tracer.run("retention-agent", run_id=later_run_id):
+        pass
+    tracer.close()
+    restarted = start_worker(isolated, "runs", "runs-worker-retention-restarted")
+    try:
+        wait_for(lambda: _read_run_state(dsn, later_run_id).get(later_run_id, {}).get("status") == "succeeded",
+                 timeout_s=60, what="a new run after recovery through the tombstone")
+    finally:
+        restarted.stop()

@@ -22,7 +22,7 @@ ROLE_METRICS = {
     ],
     "runs": [
         "spanline_step_duration_seconds", "spanline_runs_completed_total",
-        "spanline_replans_total", "spanline_build_info",
+        "spanline_replans_total", "spanline_runs_dropped_total", "spanline_build_info",
     ],
 }
 
