@@ -38,6 +38,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--run-partitions", type=int, default=None,
         help="partitions of the run-keyed topics (spans, enriched spans, runs); default 4",
     )
+    topics.add_argument(
+        "--plan-json", default=None, metavar="JSON",
+        help="create exactly these topics instead of the built-in list: a JSON object of "
+        '{"name", "partitions", "replicationFactor", "config"} entries, as the Helm chart passes',
+    )
     topics.set_defaults(handler=_run_topics)
 
 
@@ -88,15 +93,21 @@ def _run_migrate(args: argparse.Namespace) -> int:
 
 def _run_topics(args: argparse.Namespace) -> int:
     from pipeline.kafka_clients import librdkafka_config
-    from pipeline.stack.topics import ensure_topics
+    from pipeline.stack.topics import TOPICS, TopicPlanError, ensure_topics, parse_topic_plan
 
     settings = Settings.from_env()
+    try:
+        planned = parse_topic_plan(args.plan_json) if args.plan_json is not None else TOPICS
+    except TopicPlanError as error:
+        print(f"error: {error}")
+        return 2
     try:
         ensure_topics(
             settings.kafka_bootstrap,
             client_config=librdkafka_config(settings),
             replication_factor=args.replication_factor,
             run_keyed_partitions=args.run_partitions,
+            topics=planned,
         )
     except Exception as error:  # noqa: BLE001 - AdminClient raises KafkaException and others
         print(f"error: creating topics on {settings.kafka_bootstrap} failed: {error}")

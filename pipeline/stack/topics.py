@@ -23,12 +23,16 @@ FRAME_MESSAGE_MAX_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """One Kafka topic: name, partition count, topic-level configs and a one-line purpose."""
+    """One Kafka topic: name, partition count, topic-level configs and a one-line purpose.
+
+    `replication_factor` None means the factor given to `ensure_topics`.
+    """
 
     name: str
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
     purpose: str = ""
+    replication_factor: int | None = None
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -95,6 +99,56 @@ RUN_KEYED_TOPICS = frozenset({"spanline.spans.v1", "spanline.spans.enriched.v1",
 LOCAL_REPLICATION_FACTOR = 1
 
 
+class TopicPlanError(ValueError):
+    """A topic plan that cannot be applied; the message names the entry and the fix."""
+
+
+# Keys of the run-keyed topics in a plan (the Helm chart's `topics` values use the same names).
+_RUN_KEYED_PLAN_KEYS = ("spans", "spansEnriched", "runs")
+
+
+def parse_topic_plan(text: str) -> tuple[TopicSpec, ...]:
+    """Parse a JSON topic plan: {"<key>": {"name", "partitions", "replicationFactor", "config"}}.
+
+    The Helm chart's topics Job passes its `topics` values this way, so the topics get the
+    names, partitions, replication and configs set there. Raises TopicPlanError when an entry is
+    invalid or the run-keyed topics (spans, spansEnriched, runs) differ in partitions.
+    """
+    import json
+
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TopicPlanError(f"topic plan is not valid JSON: {error}") from None
+    if not isinstance(plan, dict) or not plan:
+        raise TopicPlanError("topic plan must be a non-empty JSON object of topic entries")
+
+    specs = []
+    for key, entry in plan.items():
+        if not isinstance(entry, dict):
+            raise TopicPlanError(f"topic plan entry {key!r} must be an object")
+        name = entry.get("name")
+        partitions = entry.get("partitions")
+        replication = entry.get("replicationFactor")
+        configs = entry.get("config") or {}
+        if not isinstance(name, str) or not name:
+            raise TopicPlanError(f"topic plan entry {key!r} has no name")
+        for field_name, value in (("partitions", partitions), ("replicationFactor", replication)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TopicPlanError(f"topic plan entry {key!r}: {field_name}={value!r} must be a whole number of 1 or more")
+        if not isinstance(configs, dict):
+            raise TopicPlanError(f"topic plan entry {key!r}: config must be an object")
+        specs.append(TopicSpec(name, partitions, {k: str(v) for k, v in configs.items()}, key, replication))
+
+    run_keyed = {key: plan[key]["partitions"] for key in _RUN_KEYED_PLAN_KEYS if key in plan}
+    if len(set(run_keyed.values())) > 1:
+        raise TopicPlanError(
+            f"run-keyed topics must have equal partition counts, got {run_keyed}; "
+            "the runs worker's tables are partitioned like the span topic"
+        )
+    return tuple(specs)
+
+
 def ensure_topics(
     bootstrap: str,
     timeout_s: float = 30.0,
@@ -102,8 +156,9 @@ def ensure_topics(
     client_config: dict | None = None,
     replication_factor: int = LOCAL_REPLICATION_FACTOR,
     run_keyed_partitions: int | None = None,
+    topics: tuple[TopicSpec, ...] = TOPICS,
 ) -> None:
-    """Create every topic in `TOPICS` that the cluster at `bootstrap` does not have yet.
+    """Create every topic in `topics` that the cluster at `bootstrap` does not have yet.
 
     Existing topics are left as they are, including their partition counts and configs.
     `client_config` adds librdkafka keys (security settings) for a remote cluster, and
@@ -115,9 +170,9 @@ def ensure_topics(
 
     admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [topic for topic in TOPICS if topic.name not in existing]
+    missing = [topic for topic in topics if topic.name not in existing]
     if not missing:
-        logger.info("topics present count=%d bootstrap=%s", len(TOPICS), bootstrap)
+        logger.info("topics present count=%d bootstrap=%s", len(topics), bootstrap)
         return
 
     new_topics = [
@@ -128,7 +183,7 @@ def ensure_topics(
                 if run_keyed_partitions and topic.name in RUN_KEYED_TOPICS
                 else topic.partitions
             ),
-            replication_factor=replication_factor,
+            replication_factor=topic.replication_factor or replication_factor,
             config=dict(topic.configs),
         )
         for topic in missing

@@ -18,7 +18,7 @@ from pipeline.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "deploy" / "docker-compose.yml"
-APP_SERVICES = ("setup", "span-worker", "frame-worker", "replay")
+APP_SERVICES = ("setup", "span-worker", "frame-worker", "runs-worker", "replay")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_app_containers_are_locked_down(compose: dict[str, Any]) -> None:
 
 
 def test_workers_wait_for_setup(compose: dict[str, Any]) -> None:
-    for name in ("span-worker", "frame-worker", "replay"):
+    for name in ("span-worker", "frame-worker", "runs-worker", "replay"):
         condition = compose["services"][name]["depends_on"]["setup"]["condition"]
         assert condition == "service_completed_successfully", name
 

@@ -35,7 +35,7 @@ CRD_SCHEMAS = {
     "ServiceMonitor": "servicemonitor.json",
     "PrometheusRule": "prometheusrule.json",
 }
-WORKER_COMPONENTS = ("span-worker", "frame-worker")
+WORKER_COMPONENTS = ("span-worker", "frame-worker", "runs-worker")
 
 # The first test may build helm (several minutes on 2 cores) inside its fixture setup.
 pytestmark = pytest.mark.timeout(1800)
@@ -188,6 +188,33 @@ def test_sasl_without_secret_fails_render(helm: Path) -> None:
     assert "kafka.sasl.existingSecret" in result.stderr
 
 
+def test_unequal_run_keyed_partitions_fail_render(helm: Path) -> None:
+    result = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--set", "topics.runs.partitions=5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "topics.runs.partitions (5)" in result.stderr
+
+
+def test_topics_job_passes_values_as_plan(render: Callable[..., list[Manifest]]) -> None:
+    from pipeline.stack.topics import parse_topic_plan
+
+    job = _named(render(), "Job", "spanline-topics")
+    command = _pod_spec(job)["containers"][0]["command"]
+    plan = parse_topic_plan(command[command.index("--plan-json") + 1])
+    by_name = {topic.name: topic for topic in plan}
+
+    assert set(by_name) == {
+        "spanline.spans.v1", "spanline.frames.v1", "spanline.spans.v1.dlq", "spanline.frames.v1.dlq",
+        "spanline.spans.enriched.v1", "spanline.runs.v1", "spanline.prices.v1",
+    }
+    assert by_name["spanline.spans.v1"].partitions == 12
+    assert by_name["spanline.spans.v1"].replication_factor == 3
+    assert by_name["spanline.runs.v1"].configs == {"cleanup.policy": "compact"}
+    assert by_name["spanline.frames.v1"].configs["max.message.bytes"] == "9437184"
+
+
 # --- offline schema validation -----------------------------------------------------------------
 
 
@@ -278,7 +305,7 @@ def test_topics_job_runs_before_migrations(render: Callable[..., list[Manifest]]
     manifests = render()
     topics = _named(manifests, "Job", "spanline-topics")
     migrate = _named(manifests, "Job", "spanline-migrate")
-    assert _pod_spec(topics)["containers"][0]["command"] == ["spanline", "stack", "topics"]
+    assert _pod_spec(topics)["containers"][0]["command"][:4] == ["spanline", "stack", "topics", "--plan-json"]
     assert "pre-install" in topics["metadata"]["annotations"]["helm.sh/hook"]
     topics_weight = int(topics["metadata"]["annotations"]["helm.sh/hook-weight"])
     migrate_weight = int(migrate["metadata"]["annotations"]["helm.sh/hook-weight"])
@@ -426,7 +453,7 @@ def test_keda_sasl_uses_trigger_authentication(render: Callable[..., list[Manife
 def test_hpa_only_without_keda(render: Callable[..., list[Manifest]]) -> None:
     manifests = render("--set", "autoscaling.hpa.enabled=true", "--set", "autoscaling.keda.enabled=true")
     assert not _by_kind(manifests, "HorizontalPodAutoscaler")
-    assert len(_by_kind(manifests, "ScaledObject")) == 2
+    assert len(_by_kind(manifests, "ScaledObject")) == len(WORKER_COMPONENTS)
 
 
 def test_strimzi_replaces_topics_job(render: Callable[..., list[Manifest]]) -> None:
@@ -434,6 +461,7 @@ def test_strimzi_replaces_topics_job(render: Callable[..., list[Manifest]]) -> N
     topics = _by_kind(manifests, "KafkaTopic")
     assert {topic["spec"]["topicName"] for topic in topics} == {
         "spanline.spans.v1", "spanline.frames.v1", "spanline.spans.v1.dlq", "spanline.frames.v1.dlq",
+        "spanline.spans.enriched.v1", "spanline.runs.v1", "spanline.prices.v1",
     }
     assert all(topic["metadata"]["labels"]["strimzi.io/cluster"] == "events" for topic in topics)
     assert not [job for job in _by_kind(manifests, "Job") if job["metadata"]["name"] == "spanline-topics"]
@@ -472,7 +500,7 @@ def test_service_monitor_selects_only_http_services(render: Callable[..., list[M
         labels = service["metadata"]["labels"]
         if labels["app.kubernetes.io/component"] in components:
             assert [port["name"] for port in service["spec"]["ports"]] == ["http"]
-    assert components == {"span-worker", "frame-worker", "replay"}
+    assert components == {"span-worker", "frame-worker", "runs-worker", "replay"}
 
 
 def test_small_values_skip_single_replica_pdb(render: Callable[..., list[Manifest]]) -> None:
@@ -485,3 +513,4 @@ def test_large_values_partitions_cover_max_workers() -> None:
     values = yaml.safe_load((CHART / "ci" / "large-values.yaml").read_text())
     assert values["topics"]["spans"]["partitions"] >= values["spanWorker"]["scaling"]["maxReplicas"]
     assert values["topics"]["frames"]["partitions"] >= values["frameWorker"]["scaling"]["maxReplicas"]
+    assert values["topics"]["spans"]["partitions"] >= values["runsWorker"]["scaling"]["maxReplicas"]

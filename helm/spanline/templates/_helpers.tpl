@@ -89,6 +89,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.kafka.strimziTopics.enabled .Values.topics.create (not .Values.kafka.strimziTopics.clusterName) -}}
 {{- fail "kafka.strimziTopics.enabled needs kafka.strimziTopics.clusterName: set it to the name of the Strimzi Kafka resource" -}}
 {{- end -}}
+{{- $spans := int .Values.topics.spans.partitions -}}
+{{- if or (ne (int .Values.topics.spansEnriched.partitions) $spans) (ne (int .Values.topics.runs.partitions) $spans) -}}
+{{- fail (printf "topics.spansEnriched.partitions (%v) and topics.runs.partitions (%v) must equal topics.spans.partitions (%v): these topics are keyed by run id and the runs worker's tables are partitioned like the span topic" .Values.topics.spansEnriched.partitions .Values.topics.runs.partitions .Values.topics.spans.partitions) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* SPANLINE_* environment of every container; keep in step with pipeline/config.py Settings. */}}
@@ -148,6 +152,12 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.topics.spansDeadLetter.name | quote }}
 - name: SPANLINE_FRAMES_DLQ_TOPIC
   value: {{ .Values.topics.framesDeadLetter.name | quote }}
+- name: SPANLINE_SPANS_ENRICHED_TOPIC
+  value: {{ .Values.topics.spansEnriched.name | quote }}
+- name: SPANLINE_RUNS_TOPIC
+  value: {{ .Values.topics.runs.name | quote }}
+- name: SPANLINE_PRICES_TOPIC
+  value: {{ .Values.topics.prices.name | quote }}
 - name: SPANLINE_CONSUMER_GROUP_PREFIX
   value: {{ .Values.config.consumerGroupPrefix | quote }}
 - name: SPANLINE_MAX_FRAME_BYTES
@@ -201,4 +211,9 @@ securityContext:
 {{/* Checksum of the rendered environment, so a settings change rolls the pods. */}}
 {{- define "spanline.configChecksum" -}}
 {{- include "spanline.env" . | sha256sum -}}
+{{- end -}}
+
+{{/* Keys under .Values.topics that are Kafka topics, as a JSON array. */}}
+{{- define "spanline.topicKeys" -}}
+{{- list "spans" "frames" "spansDeadLetter" "framesDeadLetter" "spansEnriched" "runs" "prices" | toJson -}}
 {{- end -}}
