@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -12,6 +11,7 @@ from pipeline.demo.browser_run import CHROMIUM_ARGS, CHROMIUM_PATH
 from pipeline.sdk import Tracer
 from pipeline.sdk.browser import BrowserRecorder, ScreencastOptions
 from pipeline.wire import decode_frame, decode_span_batch
+from tests.recording_producer import RecordingProducer
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,30 +30,6 @@ ANIMATED_PAGE = """<!doctype html>
   setInterval(() => { document.getElementById("counter").textContent = String(++count); }, 30);
 </script>
 </body></html>"""
-
-
-class RecordingProducer:
-    """Stands in for confluent_kafka.Producer: keeps every message and reports it delivered."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes | None, bytes]] = []
-        self._callbacks: list[Any] = []
-
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any) -> None:
-        self.messages.append((topic, key, value))
-        callback = kwargs.get("on_delivery")
-        if callback is not None:
-            self._callbacks.append(callback)
-
-    def poll(self, timeout: float = 0) -> int:
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(None, None)
-        return len(callbacks)
-
-    def flush(self, timeout: float = 0) -> int:
-        self.poll()
-        return 0
 
 
 def record_screencast(max_fps: float, watch_s: float) -> tuple[list, str, int, BrowserRecorder]:

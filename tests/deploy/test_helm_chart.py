@@ -160,41 +160,31 @@ def test_helm_lint_strict_passes(helm: Path, values: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def failed_render(helm: Path, *settings: str) -> str:
+    """Run `helm template` with `--set` for each setting, check that it fails and return stderr."""
+    command = [str(helm), "template", RELEASE, str(CHART)]
+    for setting in settings:
+        command += ["--set", setting]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, f"helm template {' '.join(settings)} rendered without an error"
+    return result.stderr
+
+
 def test_values_schema_rejects_unknown_key(helm: Path) -> None:
-    result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--set", "spanWorker.replica=3"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode != 0
-    assert "replica" in result.stderr
+    assert "replica" in failed_render(helm, "spanWorker.replica=3")
 
 
 def test_missing_database_secret_fails_render(helm: Path) -> None:
-    result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--set", "database.existingSecret="],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode != 0
-    assert "database.existingSecret" in result.stderr
+    assert "database.existingSecret" in failed_render(helm, "database.existingSecret=")
 
 
 def test_sasl_without_secret_fails_render(helm: Path) -> None:
-    result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--set", "kafka.securityProtocol=SASL_SSL",
-         "--set", "kafka.sasl.mechanism=PLAIN"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode != 0
-    assert "kafka.sasl.existingSecret" in result.stderr
+    stderr = failed_render(helm, "kafka.securityProtocol=SASL_SSL", "kafka.sasl.mechanism=PLAIN")
+    assert "kafka.sasl.existingSecret" in stderr
 
 
 def test_unequal_run_keyed_partitions_fail_render(helm: Path) -> None:
-    result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--set", "topics.runs.partitions=5"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode != 0
-    assert "topics.runs.partitions (5)" in result.stderr
+    assert "topics.runs.partitions (5)" in failed_render(helm, "topics.runs.partitions=5")
 
 
 def test_topics_job_passes_values_as_plan(render: Callable[..., list[Manifest]]) -> None:

@@ -12,34 +12,11 @@ import pytest
 
 from pipeline.demo.browser_run import CHROMIUM_PATH, BrowserUnavailableError, check_chromium, record_browser_run, serve_site
 from pipeline.sdk import Tracer
+from tests.recording_producer import RecordingProducer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 needs_chromium = pytest.mark.skipif(not CHROMIUM_PATH.exists(), reason=f"Chromium not installed at {CHROMIUM_PATH}")
-
-
-class RecordingProducer:
-    """Stands in for confluent_kafka.Producer: keeps every message and reports it delivered."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes | None, bytes]] = []
-        self._callbacks: list[Any] = []
-
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any) -> None:
-        self.messages.append((topic, key, value))
-        callback = kwargs.get("on_delivery") or kwargs.get("callback")
-        if callback is not None:
-            self._callbacks.append(callback)
-
-    def poll(self, timeout: float = 0) -> int:
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(None, None)
-        return len(callbacks)
-
-    def flush(self, timeout: float = 0) -> int:
-        self.poll()
-        return 0
 
 
 def test_site_serves_booking_pages() -> None:
