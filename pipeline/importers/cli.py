@@ -49,7 +49,8 @@ def run_import(args: argparse.Namespace) -> int:
     from pipeline.config import Settings
     from pipeline.sdk import Tracer
 
-    tracer = Tracer(Settings.from_env())
+    settings = Settings.from_env()
+    tracer = Tracer(settings)
     try:
         summary = import_files(args.paths, tracer, format_name=args.format_name, agent=args.agent, on_file=print_outcome, run_id_suffix=args.run_id_suffix)
     finally:
@@ -57,7 +58,22 @@ def run_import(args: argparse.Namespace) -> int:
     logger.info("tracer closed stats=%s", stats)
     print_summary(summary, stats)
     undelivered = getattr(stats, "spans_dropped", 0) + getattr(stats, "frames_dropped", 0)
-    return 1 if summary.failed_files or undelivered else 0
+    unconfirmed = unconfirmed_records(stats)
+    if unconfirmed:
+        print(
+            f"error: Kafka at {settings.kafka_bootstrap} did not confirm {unconfirmed} spans and frames "
+            f"within {CLOSE_TIMEOUT_S:.0f} s; check SPANLINE_KAFKA_BOOTSTRAP and that the broker is up",
+            file=sys.stderr, flush=True,
+        )
+    return 1 if summary.failed_files or undelivered or unconfirmed else 0
+
+
+def unconfirmed_records(stats: Any) -> int:
+    """Return the spans and frames handed to Kafka whose delivery was never confirmed nor failed."""
+    spans = getattr(stats, "spans_in_flight", 0)
+    frames_failed = getattr(stats, "frames_dropped_by_reason", {}).get("delivery_failed", 0)
+    frames = getattr(stats, "frames_sent", 0) - getattr(stats, "frames_delivered", 0) - frames_failed
+    return spans + max(frames, 0)
 
 
 def print_outcome(outcome: FileOutcome) -> None:

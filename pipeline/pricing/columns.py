@@ -8,6 +8,7 @@ PriceBook across batches); the per-span loop only bisects a timeline and multipl
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,6 +87,9 @@ def price_columns(
     providers = columns.get("provider") or [None] * count
     starts = columns.get("start_ns") or [None] * count
     reported = columns.get("reported_cost_usd") or [None] * count
+    # NaN or infinite reported costs would poison every sum over cost_usd; they count as absent.
+    if any(value is not None and not math.isfinite(value) for value in reported):
+        reported = [value if value is None or math.isfinite(value) else None for value in reported]
     tokens = [columns.get(name) or [None] * count for name in TOKEN_COLUMNS]
     fallback_ns = now_ns if now_ns is not None else time.time_ns()
 

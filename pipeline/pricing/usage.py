@@ -54,6 +54,11 @@ logger = logging.getLogger(__name__)
 
 Number = int | None
 
+# Counts above this are rejected as invalid. It is a chosen bound, not a provider limit: a trillion
+# tokens is far beyond any model's context window today, and it keeps every count inside the
+# Avro long and PostgreSQL bigint the count travels in, so one bad count cannot fail a batch.
+MAX_TOKEN_COUNT = 10**12
+
 
 def _count(raw: Mapping[str, Any], key: str, *, label: str | None = None) -> Number:
     """Read one token count: ints, integral floats and digit strings pass; None means absent."""
@@ -91,6 +96,9 @@ def _as_count(value: Any, label: str) -> Number:
         )
     if result < 0:
         raise ValueError(f"usage key {label!r} has the negative value {value!r}")
+    if result > MAX_TOKEN_COUNT:
+        shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+        raise ValueError(f"usage key {label!r} has the value {shown}, above the maximum of {MAX_TOKEN_COUNT:,} tokens")
     return result
 
 

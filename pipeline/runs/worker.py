@@ -124,10 +124,7 @@ def attach_runs_agent(
             return
         rows = [build_snapshot(state, _average(agent_averages, state), now_ns)
                 for _, state in snapshots]
-        await retry_forever(
-            lambda: asyncio.to_thread(sink.write, rows), what="abandoned run snapshots",
-            sink="timescaledb", retry_on=(psycopg.Error,),
-        )
+        await _write_snapshots(sink, rows)
         for (key, state), row in zip(snapshots, rows):
             await runs_topic.send(key=key, value=encode_run_snapshot(row))
             _write_run_state(run_table, key, state)
@@ -161,6 +158,31 @@ def expired_runs(entries: Iterable[tuple[bytes, Mapping[str, Any]]], now_ns: int
         key for key, raw in entries
         if raw["status"] in TERMINAL_STATUSES and raw["last_update_wall_ns"] < cutoff_ns
     ]
+
+
+async def _write_snapshots(sink: RunSink, snapshots: list[dict[str, Any]]) -> None:
+    """Store run snapshots. When the database rejects their data, store them one by one.
+
+    A snapshot the database rejects (a NUL character in a model name, say) is logged and left
+    out, so its run keeps its earlier stored row and the stream goes on.
+    """
+    try:
+        await _write_with_retry(sink, snapshots)
+        return
+    except psycopg.DataError as error:
+        log.warning("database rejected %d run snapshots, writing them one by one error=%s", len(snapshots), error)
+    for snapshot in snapshots:
+        try:
+            await _write_with_retry(sink, [snapshot])
+        except psycopg.DataError as error:
+            log.error("run snapshot rejected by the database run_id=%s error=%s", snapshot.get("run_id"), error)
+
+
+async def _write_with_retry(sink: RunSink, snapshots: list[dict[str, Any]]) -> None:
+    await retry_forever(
+        lambda: asyncio.to_thread(sink.write, snapshots), what=f"{len(snapshots)} run snapshots",
+        sink="timescaledb", retry_on=(psycopg.Error,), give_up_on=(psycopg.DataError,),
+    )
 
 
 def _delete_run_state(run_table: Any, key: bytes, partition: int) -> None:
@@ -254,10 +276,7 @@ async def _apply_window(
         return
     snapshots = [build_snapshot(state, _average(agent_averages, state), wall_ns)
                  for _, state in updated]
-    await retry_forever(
-        lambda: asyncio.to_thread(sink.write, snapshots), what=f"{len(snapshots)} run snapshots",
-        sink="timescaledb", retry_on=(psycopg.Error,),
-    )
+    await _write_snapshots(sink, snapshots)
     for key, value in enriched:
         await enriched_topic.send(key=key, value=value)
     for (key, state), snapshot in zip(updated, snapshots):

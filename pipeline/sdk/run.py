@@ -6,6 +6,7 @@ import contextvars
 import itertools
 import json
 import logging
+import math
 import os
 import time
 import uuid
@@ -141,6 +142,8 @@ def build_row(
         tokens = tuple(_optional_int(getattr(usage, name), name) for name in USAGE_CLASSES)
         usage_source = usage.source
     cost = None if reported_cost_usd is None else float(reported_cost_usd)
+    if cost is not None and not math.isfinite(cost):
+        raise InvalidSpanError(f"reported_cost_usd={reported_cost_usd!r} is not a finite number")
     return (
         str(trace_id),
         str(span_id),

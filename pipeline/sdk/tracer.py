@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from pipeline.config import Settings
 from pipeline.sdk.run import FRAME_KINDS, ROW_FIELDS, Run
-from pipeline.wire.frames import Frame, encode_frame
+from pipeline.wire.frames import Frame, encode_frame, is_valid_content_type
 from pipeline.wire.spans import DEFAULT_SDK, encode_span_batch
 
 logger = logging.getLogger(__name__)
@@ -386,6 +386,12 @@ class Tracer:
         if kind not in FRAME_KINDS:
             self._drop_frame(
                 run, step, "invalid_frame", "frame dropped: kind %r is not one of %s", kind, sorted(FRAME_KINDS)
+            )
+            return digest
+        if not isinstance(content_type, str) or not is_valid_content_type(content_type):
+            self._drop_frame(
+                run, step, "invalid_frame",
+                "frame dropped: content type %r is not printable ASCII of the form type/subtype", content_type,
             )
             return digest
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, fields
 
 from pipeline.wire.framing import SchemaRegistry, WireError, default_registry
@@ -67,11 +68,19 @@ def encode_frame(frame: Frame, *, registry: SchemaRegistry | None = None) -> byt
 def decode_frame(value: bytes, *, registry: SchemaRegistry | None = None) -> Frame:
     """Decode a framed frame and verify its data against its sha256 field.
 
-    Raises WireError: bad_magic, unknown_schema, truncated, invalid_batch, or sha256_mismatch when
-    the data does not hash to the sha256 field.
+    Raises WireError: bad_magic, unknown_schema, truncated, invalid_batch, sha256_mismatch when
+    the data does not hash to the sha256 field, or invalid_content_type when the content type is
+    not a printable-ASCII `type/subtype` (the object store sends it as an HTTP header).
     """
     registry = registry or default_registry()
     record, _writer = registry.read(value, FRAME_SCHEMA_NAME)
+    content_type = record["content_type"]
+    if not is_valid_content_type(content_type):
+        raise WireError(
+            "invalid_content_type",
+            f"frame run_id={record['run_id']} seq={record['seq']}: content type {content_type!r} is not "
+            "printable ASCII of the form type/subtype (at most 255 characters)",
+        )
     actual = hashlib.sha256(record["data"]).hexdigest()
     if actual != record["sha256"]:
         raise WireError(
@@ -81,6 +90,13 @@ def decode_frame(value: bytes, *, registry: SchemaRegistry | None = None) -> Fra
         )
     # Fields a newer reader schema adds are ignored until Frame grows matching attributes.
     return Frame(**{name: record[name] for name in _FRAME_ATTRIBUTES})
+
+
+# RFC 6838 type/subtype, then optional parameters; printable ASCII only, as in an HTTP header.
+_CONTENT_TYPE = re.compile(r"[!-~]{1,127}/[!-~]{1,127}(;[ -~]{0,200})?")
+def is_valid_content_type(content_type: str) -> bool:
+    """Return True for a printable-ASCII `type/subtype[; parameters]` content type."""
+    return _CONTENT_TYPE.fullmatch(content_type) is not None
 
 
 _FRAME_ATTRIBUTES = tuple(frame_field.name for frame_field in fields(Frame))

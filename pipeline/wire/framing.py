@@ -31,7 +31,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 HISTORY_SUBDIR = "history"
 
 REASONS = frozenset(
-    {"bad_magic", "unknown_schema", "truncated", "invalid_batch", "sha256_mismatch"}
+    {"bad_magic", "unknown_schema", "truncated", "invalid_batch", "sha256_mismatch", "invalid_content_type"}
 )
 
 # Exceptions fastavro raises on values that do not fit the schema (wrong type, unknown enum symbol,

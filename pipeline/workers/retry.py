@@ -23,17 +23,23 @@ async def retry_forever(
     what: str,
     sink: str,
     retry_on: tuple[type[BaseException], ...],
+    give_up_on: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Await `attempt()` until it succeeds, backing off exponentially on the given errors.
 
     The stream does not advance meanwhile, so Kafka keeps the messages and the consumer lag
-    grows: that is the back-pressure signal operators alert on.
+    grows: that is the back-pressure signal operators alert on. Errors in `give_up_on` are raised
+    at once, even when they are also in `retry_on`: they come from the data, so a retry fails the
+    same way.
     """
     backoff_s = INITIAL_BACKOFF_S
     failures = 0
     while True:
         try:
             result = await attempt()
+        except give_up_on:
+            metrics.SINK_ERRORS.labels(sink=sink, error_type="rejected_data").inc()
+            raise
         except retry_on as error:
             failures += 1
             metrics.SINK_ERRORS.labels(sink=sink, error_type=type(error).__name__).inc()

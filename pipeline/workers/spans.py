@@ -78,12 +78,13 @@ async def _store_chunks(
     in_flight: asyncio.Task[tuple[list[SourcedSpanBatch], SinkWriteResult]] | None = None
     try:
         for first in range(0, len(events), MESSAGES_PER_CHUNK):
-            batches = await _decode_and_price(events[first : first + MESSAGES_PER_CHUNK], dlq_topic, book)
+            chunk = events[first : first + MESSAGES_PER_CHUNK]
+            batches = await _decode_and_price(chunk, dlq_topic, book)
             if in_flight is not None:
                 _account(*await in_flight, lag)
                 in_flight = None
             if batches:
-                in_flight = asyncio.ensure_future(_write_with_retry(sink, batches))
+                in_flight = asyncio.ensure_future(_write_chunk(sink, batches, chunk, dlq_topic))
         if in_flight is not None:
             _account(*await in_flight, lag)
             in_flight = None
@@ -93,16 +94,50 @@ async def _store_chunks(
             await asyncio.gather(in_flight, return_exceptions=True)
 
 
-async def _write_with_retry(
-    sink: SpanSink, batches: list[SourcedSpanBatch]
-) -> tuple[list[SourcedSpanBatch], SinkWriteResult]:
-    result = await retry_forever(
+async def _write_with_retry(sink: SpanSink, batches: list[SourcedSpanBatch]) -> SinkWriteResult:
+    """Write until the database takes it; raise psycopg.DataError when it rejects the data."""
+    return await retry_forever(
         lambda: asyncio.to_thread(_timed_write, sink, batches),
         what=f"span write of {len(batches)} messages",
         sink="timescaledb",
         retry_on=(psycopg.Error,),
+        give_up_on=(psycopg.DataError,),
     )
-    return batches, result
+
+
+async def _write_chunk(
+    sink: SpanSink, batches: list[SourcedSpanBatch], events: Sequence[EventT], dlq_topic: faust.TopicT
+) -> tuple[list[SourcedSpanBatch], SinkWriteResult]:
+    """Write a chunk. When the database rejects its data, write message by message instead.
+
+    A message whose rows the database rejects (a NUL character in a text, attributes that are not
+    JSON) goes to the dead-letter topic with reason `sink_rejected`, and its offset is stored
+    without rows, so one bad message never stalls the partition behind it.
+    """
+    try:
+        return batches, await _write_with_retry(sink, batches)
+    except psycopg.DataError as error:
+        log.warning("database rejected a write of %d messages, writing them one by one error=%s", len(batches), error)
+
+    events_by_position = {(event.message.partition, event.message.offset): event for event in events}
+    results: list[SinkWriteResult] = []
+    for batch in batches:
+        try:
+            results.append(await _write_with_retry(sink, [batch]))
+        except psycopg.DataError as error:
+            event = events_by_position[(batch.partition, batch.offset)]
+            await send_to_dead_letter(dlq_topic, event, "sink_rejected", error, stage="store")
+            log.error(
+                "span batch rejected by the database run_id=%s partition=%d offset=%d error=%s",
+                batch.run_id, batch.partition, batch.offset, error,
+            )
+            results.append(await _write_with_retry(sink, [_empty_batch(batch.partition, batch.offset)]))
+    return batches, SinkWriteResult(
+        spans_stored=sum(result.spans_stored for result in results),
+        messages_stored=sum(result.messages_stored for result in results),
+        messages_skipped=sum(result.messages_skipped for result in results),
+        end_ns_stored=[end_ns for result in results for end_ns in result.end_ns_stored],
+    )
 
 
 def _account(batches: Sequence[SourcedSpanBatch], result: SinkWriteResult, lag: LagTracker) -> None:

@@ -90,3 +90,69 @@ def test_malformed_message_dead_lettered_next_stored(isolated: IsolatedPipeline)
         assert headers["dlq.original.offset"] == b"0"
     finally:
         consumer.close()
+
+
+def _read_dead_letters(bootstrap: str, topic: str, expected: int) -> list:
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"dlq-reader-{uuid.uuid4().hex[:6]}",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe([topic])
+    letters = []
+    try:
+        for _ in range(60):
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                letters.append(message)
+            if len(letters) >= expected:
+                break
+    finally:
+        consumer.close()
+    return letters
+
+
+def test_rows_the_database_rejects_go_to_dead_letter(isolated: IsolatedPipeline) -> None:
+    import time
+
+    from pipeline.wire.spans import encode_span_batch
+
+    settings = isolated.settings
+    dsn = settings.database_dsn.reveal()
+    prefix = f"rejected-{uuid.uuid4().hex[:8]}"
+    now = time.time_ns()
+
+    def batch(run_id: str, name: str, attributes: str) -> bytes:
+        columns = {
+            "trace_id": ["a" * 32], "span_id": [uuid.uuid4().hex[:16]], "parent_span_id": [""],
+            "step": [1], "kind": ["tool"], "name": [name], "start_ns": [now], "end_ns": [now + 1_000],
+            "status": ["ok"], "attributes": [attributes],
+        }
+        return encode_span_batch(run_id, "test-agent", columns)
+
+    # Both decode, but PostgreSQL rejects a NUL character in text and attributes that are not JSON.
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    bad_values = {
+        f"{prefix}-nul": batch(f"{prefix}-nul", "click\x00button", "{}"),
+        f"{prefix}-json": batch(f"{prefix}-json", "click", "{not json"),
+    }
+    for run_id, value in bad_values.items():
+        producer.produce(settings.spans_topic, key=run_id.encode(), value=value, partition=0)
+    producer.produce(settings.spans_topic, key=b"good", value=batch(f"{prefix}-good", "click", '{"a": 1}'), partition=0)
+    producer.flush(10)
+
+    worker = start_worker(isolated, "spans", "span-worker-rejected")
+    try:
+        wait_for(lambda: count_rows(dsn, SPAN_COUNT_SQL, (f"{prefix}-good",)) == 1,
+                 timeout_s=60, what="the good batch behind the rejected ones")
+    finally:
+        worker.stop()
+
+    assert count_rows(dsn, SPAN_COUNT_SQL, (f"{prefix}-nul",)) == 0
+    assert count_rows(dsn, SPAN_COUNT_SQL, (f"{prefix}-json",)) == 0
+    letters = _read_dead_letters(settings.kafka_bootstrap, settings.spans_dlq_topic, 2)
+    assert sorted(message.value() for message in letters) == sorted(bad_values.values())
+    for message in letters:
+        headers = dict(message.headers())
+        assert headers["dlq.reason"] == b"sink_rejected"
+        assert headers["dlq.stage"] == b"store"

@@ -173,3 +173,15 @@ def test_import_paths_reports_lines() -> None:
     assert summary.run_ids == summary.published.run_ids
     assert summary.spans == 14
     assert summary.frames == 0
+
+
+def test_unconfirmed_records_count_spans_and_frames_in_flight() -> None:
+    from pipeline.importers.cli import unconfirmed_records
+    from pipeline.sdk import TracerStats
+
+    stats = TracerStats(
+        spans_in_flight=7, frames_sent=5, frames_delivered=2,
+        frames_dropped_by_reason={"delivery_failed": 1},
+    )
+    assert unconfirmed_records(stats) == 7 + 2
+    assert unconfirmed_records(TracerStats(spans_sent=3, spans_delivered=3)) == 0

@@ -163,7 +163,7 @@ def test_missing_usage_is_unknown_not_zero(source: str) -> None:
         assert all(getattr(usage, name) is None for name in USAGE_CLASSES)
 
 
-@pytest.mark.parametrize("value", [True, "lots", [3], -5, 2.5, float("nan")])
+@pytest.mark.parametrize("value", [True, "lots", [3], -5, 2.5, float("nan"), 2**63, 10**30, "1" * 300])
 def test_bad_count_rejected_with_key_and_value(value: object) -> None:
     with pytest.raises(ValueError, match="input_tokens") as caught:
         normalise_usage("anthropic", {"input_tokens": value})
@@ -178,3 +178,15 @@ def test_unknown_source_lists_known_ones() -> None:
 def test_integral_float_and_string_accepted() -> None:
     usage = normalise_usage("openai.chat", {"prompt_tokens": 12.0, "completion_tokens": " 7 "})
     assert usage == Usage(input_tokens=12, output_tokens=7, source="openai.chat")
+
+
+def test_count_above_maximum_is_shortened_in_error() -> None:
+    with pytest.raises(ValueError, match="above the maximum") as caught:
+        normalise_usage("anthropic", {"input_tokens": "9" * 300})
+    assert len(str(caught.value)) < 200
+
+
+def test_count_at_maximum_accepted() -> None:
+    from pipeline.pricing.usage import MAX_TOKEN_COUNT
+
+    assert normalise_usage("anthropic", {"input_tokens": MAX_TOKEN_COUNT}).input_tokens == MAX_TOKEN_COUNT

@@ -67,3 +67,23 @@ def test_unknown_frame_kind_rejected_on_encode():
         encode_frame(frame)
 
     assert caught.value.reason == "invalid_batch"
+
+
+@pytest.mark.parametrize("content_type", ["image/\x00png", "png", "", "image/png\r\nX-Injected: 1", "bild/übersicht"])
+def test_invalid_content_type_rejected(content_type: str) -> None:
+    frame = Frame(
+        run_id="run-1", step=1, seq=0, capture_ns=1, kind="viewport", content_type=content_type,
+        data=b"x", sha256=hashlib.sha256(b"x").hexdigest(), span_id=None, width=None, height=None,
+    )
+    with pytest.raises(WireError) as caught:
+        decode_frame(encode_frame(frame))
+    assert caught.value.reason == "invalid_content_type"
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "image/jpeg", "message/rfc822", "text/html; charset=utf-8"])
+def test_usual_content_types_accepted(content_type: str) -> None:
+    frame = Frame(
+        run_id="run-1", step=1, seq=0, capture_ns=1, kind="viewport", content_type=content_type,
+        data=b"x", sha256=hashlib.sha256(b"x").hexdigest(), span_id=None, width=None, height=None,
+    )
+    assert decode_frame(encode_frame(frame)).content_type == content_type

@@ -208,4 +208,6 @@ def test_wire_error_rejects_unknown_reason():
 
 
 def test_wire_error_reasons_are_fixed():
-    assert REASONS == {"bad_magic", "unknown_schema", "truncated", "invalid_batch", "sha256_mismatch"}
+    assert REASONS == {
+        "bad_magic", "unknown_schema", "truncated", "invalid_batch", "sha256_mismatch", "invalid_content_type",
+    }
