@@ -15,7 +15,7 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("pipeline.stack.cli", "install, start, stop and check the local Kafka, TimescaleDB and S3"),
-    "worker": ("pipeline.workers.cli", "run a span or frame worker (faust)"),
+    "worker": ("pipeline.workers.cli", "run a span, frame or runs worker (faust)"),
     "import": ("pipeline.importers.cli", "publish recorded agent runs through the SDK"),
     "demo": ("pipeline.demo.cli", "run the demo: import real runs, record a browser run, print a summary"),
     "prices": ("pipeline.pricing.cli", "sync, set, delete and show prices; list unpriced models"),
@@ -51,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.error(f"command {args.command!r} needs a subcommand; see spanline {args.command} --help")
-    return int(handler(args) or 0)
+    from pipeline.config import ConfigError
+
+    try:
+        return int(handler(args) or 0)
+    except ConfigError as error:
+        # A bad setting is the user's to fix, so it gets one line instead of a traceback.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -127,6 +127,10 @@ class Settings:
         return replace(settings, **overrides) if overrides else settings
 
 
+class ConfigError(ValueError):
+    """A SPANLINE_* setting with an invalid value; the message names the variable and the fix."""
+
+
 _SECRET_FIELDS = {"database_dsn", "s3_access_key", "s3_secret_key", "kafka_sasl_password"}
 _INT_FIELDS = {"max_frame_bytes"}
 _FLOAT_FIELDS = {"run_idle_timeout_s", "run_state_retention_s"}
@@ -141,15 +145,15 @@ def _coerce(name: str, raw: str, env_name: str) -> object:
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(f"{env_name}={raw!r} is not a whole number of bytes") from None
+            raise ConfigError(f"{env_name}={raw!r} is not a whole number of bytes") from None
     if name in _FLOAT_FIELDS:
         try:
             return float(raw)
         except ValueError:
-            raise ValueError(f"{env_name}={raw!r} is not a number of seconds") from None
+            raise ConfigError(f"{env_name}={raw!r} is not a number of seconds") from None
     if name in _BOOL_FIELDS:
         if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
-            raise ValueError(f"{env_name}={raw!r} is not a boolean; use true or false")
+            raise ConfigError(f"{env_name}={raw!r} is not a boolean; use true or false")
         return raw.lower() in {"1", "true", "yes"}
     if name in _PATH_FIELDS:
         return Path(raw)

@@ -17,6 +17,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from pipeline.config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 SECRET_ENV = "SPANLINE_REPLAY_SECRET"
@@ -48,7 +50,7 @@ def load_secret() -> bytes:
     if configured:
         secret = configured.encode()
         if len(secret) < MIN_SECRET_BYTES:
-            raise ValueError(
+            raise ConfigError(
                 f"{SECRET_ENV} is {len(secret)} bytes long; use at least {MIN_SECRET_BYTES} bytes"
             )
         return secret

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 HYPERTABLES = ("spans", "frames", "run_metrics")
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MIN_RETENTION_S = 3600
+MAX_RETENTION_S = 100 * 365 * 86400
 
 
 def parse_duration(text: str) -> timedelta:
@@ -31,7 +33,13 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f"duration {text!r} is invalid; use a whole number and one of s, m, h, d, w (e.g. 7d)"
         )
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    # Dropping everything up to now is never a retention; a mistyped 0 must not empty the tables.
+    if seconds < MIN_RETENTION_S:
+        raise ValueError(f"duration {text!r} is below the minimum of 1h; keep at least an hour of data")
+    if seconds > MAX_RETENTION_S:
+        raise ValueError(f"duration {text!r} is above the maximum of 100 years")
+    return timedelta(seconds=seconds)
 
 
 @dataclass

@@ -69,7 +69,7 @@ def test_retention_keeps_shared_objects(live_settings: Settings) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("2w", timedelta(weeks=2)),
-    ("90s", timedelta(seconds=90)),
+    ("90m", timedelta(minutes=90)), ("3600s", timedelta(hours=1)),
 ])
 def test_parse_duration_units(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
