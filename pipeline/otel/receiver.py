@@ -17,6 +17,8 @@ import zlib
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from confluent_kafka import KafkaException, Producer
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -201,7 +203,12 @@ async def handle_traces(request: web.Request) -> web.Response:
 
 async def _read_body(request: web.Request) -> bytes:
     limit = request.app["config"].max_body_bytes
-    body = await request.read()
+    try:
+        body = await request.read()
+    except (PayloadEncodingError, RequestPayloadError) as error:
+        # aiohttp inflates a gzip body while reading it, so a body that claims gzip and is not
+        # fails here rather than below.
+        raise web.HTTPBadRequest(text=f"invalid {request.headers.get('Content-Encoding')} body: {error}") from None
     content_encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if content_encoding in ("", "identity"):
         return body

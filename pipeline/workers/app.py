@@ -61,6 +61,11 @@ def create_app(role: str, settings: Settings, web_host: str, web_port: int) -> f
         # Standby replicas double changelog reading on every worker; recovery from the changelog
         # alone takes seconds at our table sizes.
         table_standby_replicas=0,
+        # On shutdown faust would wait for in-flight events to be acknowledged, and a write
+        # retrying through a database outage never acknowledges them, so SIGTERM hung. Not
+        # waiting is safe: the sinks store offsets with their rows, and the next owner of the
+        # partition skips what was already stored.
+        stream_wait_empty=False,
     )
     app.spanline_settings = settings  # type: ignore[attr-defined]
     app.spanline_ready = False  # type: ignore[attr-defined]

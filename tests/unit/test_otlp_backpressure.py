@@ -1,4 +1,5 @@
-"""The OTLP/HTTP receiver returns 429 and 503 with Retry-After when Kafka cannot take an export.
+"""The OTLP/HTTP receiver returns 429 and 503 with Retry-After when Kafka cannot take an export,
+and 400 for a body it cannot read.
 
 The receiver runs in-process on 127.0.0.1 with a real confluent-kafka producer. Its broker is a
 TCP listener started by the test that accepts connections and never answers, so no record is ever
@@ -125,3 +126,29 @@ def test_export_over_producer_queue_gets_503(silent_broker: str) -> None:
     assert status == 503
     assert headers["Retry-After"] == str(RETRY_AFTER_S)
     assert "holds more than 2 unsent records" in body["message"]
+
+
+async def post_raw(broker: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    """Serve the receiver and post `body` with `headers`; return the status and response text."""
+    app = create_receiver(Settings(kafka_bootstrap=broker), ReceiverConfig(shutdown_timeout_s=0.5))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            url = f"http://127.0.0.1:{port}{TRACES_PATH}"
+            async with session.post(url, data=body, headers=headers) as response:
+                return response.status, await response.text()
+    finally:
+        await runner.cleanup()
+
+
+def test_body_claiming_gzip_that_is_not_gets_400(silent_broker: str) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+
+    status, text = asyncio.run(post_raw(silent_broker, b"\x1f\x8bnot really gzip", headers))
+
+    assert status == 400
+    assert "gzip" in text
