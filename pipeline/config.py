@@ -7,6 +7,7 @@ never at import time, so tests can point one process at several stacks.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -116,6 +117,7 @@ class Settings:
 
         Unknown override names raise TypeError, so a misspelt setting never passes silently.
         """
+        _warn_unknown_variables(os.environ)
         values: dict[str, object] = {}
         for settings_field in fields(cls):
             env_name = "SPANLINE_" + settings_field.name.upper()
@@ -125,6 +127,31 @@ class Settings:
             values[settings_field.name] = _coerce(settings_field.name, raw, env_name)
         settings = cls(**values)  # type: ignore[arg-type]
         return replace(settings, **overrides) if overrides else settings
+
+
+# SPANLINE_* variables read outside Settings (by the demo, replay, OTLP, helm install script and
+# the Grafana provisioning).
+_OTHER_VARIABLES = frozenset({
+    "SPANLINE_SHARED_DATA", "SPANLINE_REPLAY_SECRET", "SPANLINE_OTLP_ENCODING",
+    "SPANLINE_HELM_BIN_DIR", "SPANLINE_HELM_VERSION",
+})
+_OTHER_PREFIXES = ("SPANLINE_GRAFANA_",)
+_warned_variables: set[str] = set()
+
+
+def _warn_unknown_variables(environment: "os._Environ[str] | dict[str, str]") -> None:
+    """Log each SPANLINE_* variable that no part of Spanline reads, once per process."""
+    known = {"SPANLINE_" + settings_field.name.upper() for settings_field in fields(Settings)} | _OTHER_VARIABLES
+    for name in sorted(environment):
+        if not name.startswith("SPANLINE_") or name in known or name.startswith(_OTHER_PREFIXES):
+            continue
+        if name in _warned_variables:
+            continue
+        _warned_variables.add(name)
+        logging.getLogger(__name__).warning(
+            "environment variable %s is not a Spanline setting and is ignored; check its spelling "
+            "against the settings in README.md", name,
+        )
 
 
 class ConfigError(ValueError):

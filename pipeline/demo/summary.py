@@ -89,6 +89,7 @@ def format_summary_table(summaries: Sequence[RunSummary]) -> str:
             f"{summary.llm_calls:>4} {tools:<17} {tokens:>17} {cost:>10} "
             f"{summary.unpriced:>8} {summary.errors:>6} {summary.wall_s:>8.2f}"
         )
+    lines.append("tools: t = tool calls, b = browser actions, i = inbox actions")
     return "\n".join(lines)
 
 

@@ -54,9 +54,9 @@ logger = logging.getLogger(__name__)
 
 Number = int | None
 
-# Counts above this are rejected as invalid. It is a chosen bound, not a provider limit: a trillion
-# tokens is far beyond any model's context window today, and it keeps every count inside the
-# Avro long and PostgreSQL bigint the count travels in, so one bad count cannot fail a batch.
+# Counts above this are rejected as invalid. It is a chosen bound, not a provider limit. A trillion
+# tokens is far beyond any model's context window today. The bound also keeps every count inside
+# the Avro long and PostgreSQL bigint it travels in, so one bad count cannot fail a batch.
 MAX_TOKEN_COUNT = 10**12
 
 

@@ -111,8 +111,8 @@ async def _write_chunk(
     """Write a chunk. When the database rejects its data, write message by message instead.
 
     A message whose rows the database rejects (a NUL character in a text, attributes that are not
-    JSON) goes to the dead-letter topic with reason `sink_rejected`, and its offset is stored
-    without rows, so one bad message never stalls the partition behind it.
+    JSON) goes to the dead-letter topic with reason `sink_rejected`. Its offset is stored without
+    rows, so one bad message never stalls the partition behind it.
     """
     try:
         return batches, await _write_with_retry(sink, batches)

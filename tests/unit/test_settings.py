@@ -79,3 +79,17 @@ def test_sasl_ssl_kafka_config() -> None:
 def test_invalid_kafka_security_rejected(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         librdkafka_config(Settings(**fields))
+
+
+def test_unknown_variable_is_reported_once(monkeypatch, caplog) -> None:
+    import logging
+
+    monkeypatch.setenv("SPANLINE_KAFKA_BOOTSTRAPP", "127.0.0.1:9092")
+    monkeypatch.setenv("SPANLINE_SHARED_DATA", "/data")
+    with caplog.at_level(logging.WARNING, logger="pipeline.config"):
+        Settings.from_env()
+        Settings.from_env()
+
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len([text for text in warnings if "SPANLINE_KAFKA_BOOTSTRAPP" in text]) == 1
+    assert not any("SPANLINE_SHARED_DATA" in text for text in warnings)
