@@ -77,3 +77,40 @@ def wait_for(
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def read_topic(bootstrap: str, topic: str, *, expected: int | None = None, timeout_s: float = 30.0) -> list:
+    """Read `topic` from the start with a new consumer group and return its messages.
+
+    Stops at `expected` messages when given, else once every partition reached its end.
+    """
+    from confluent_kafka import Consumer, KafkaError
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+    consumer.subscribe([topic])
+    messages: list = []
+    partitions_at_end: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is None:
+                messages.append(message)
+                if expected is not None and len(messages) >= expected:
+                    break
+                continue
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                partitions_at_end.add(message.partition())
+                assignment = consumer.assignment()
+                if expected is None and assignment and len(partitions_at_end) == len(assignment):
+                    break
+    finally:
+        consumer.close()
+    return messages

@@ -18,7 +18,7 @@ from pipeline.pricing.usage import Usage
 from pipeline.runs.state import RunState, nearest_rank_percentile
 from pipeline.wire.enriched import decode_enriched_batch, decode_run_snapshot
 from tests.conftest import IsolatedPipeline
-from tests.integration.helpers import count_rows, start_worker, wait_for
+from tests.integration.helpers import count_rows, read_topic, start_worker, wait_for
 
 MS = 1_000_000
 COMPARED = (
@@ -372,38 +372,6 @@ def test_sdk_runs_end_succeeded_or_failed(isolated: IsolatedPipeline) -> None:
     assert statuses["gave-up"] == "failed"
 
 
-def _changelog_values(settings, topic: str, key: bytes) -> list[bytes | None]:
-    """Return every value of `key` in a changelog topic, oldest first (None for a tombstone)."""
-    from confluent_kafka import KafkaError
-
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"changelog-reader-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-    })
-    consumer.subscribe([topic])
-    values: list[bytes | None] = []
-    partitions_at_end: set[int] = set()
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error() is not None:
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    partitions_at_end.add(message.partition())
-                    if len(partitions_at_end) == 4:
-                        break
-                continue
-            if message.key() == key:
-                values.append(message.value())
-    finally:
-        consumer.close()
-    return values
-
-
 def test_finished_run_leaves_table_after_retention(isolated: IsolatedPipeline) -> None:
     from dataclasses import replace
 
@@ -432,7 +400,8 @@ def test_finished_run_leaves_table_after_retention(isolated: IsolatedPipeline) -
         worker.stop()
 
     changelog = f"{consumer_group(settings, 'runs')}-run-state-changelog"
-    values = _changelog_values(settings, changelog, run_id.encode())
+    values = [message.value() for message in read_topic(settings.kafka_bootstrap, changelog)
+              if message.key() == run_id.encode()]
     assert values, f"no changelog message for {run_id} in {changelog}"
     assert values[0] is not None
     assert values[-1] is None, "the last changelog message of a dropped run must be a tombstone"

@@ -7,7 +7,7 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from tests.conftest import IsolatedPipeline
-from tests.integration.helpers import count_rows, publish_llm_spans, start_worker, wait_for
+from tests.integration.helpers import count_rows, publish_llm_spans, read_topic, start_worker, wait_for
 
 SPAN_COUNT_SQL = "SELECT count(*) FROM spans WHERE run_id LIKE %s"
 DISTINCT_SQL = "SELECT count(DISTINCT span_id) FROM spans WHERE run_id LIKE %s"
@@ -92,26 +92,6 @@ def test_malformed_message_dead_lettered_next_stored(isolated: IsolatedPipeline)
         consumer.close()
 
 
-def _read_dead_letters(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"dlq-reader-{uuid.uuid4().hex[:6]}",
-        "auto.offset.reset": "earliest",
-    })
-    consumer.subscribe([topic])
-    letters = []
-    try:
-        for _ in range(60):
-            message = consumer.poll(1.0)
-            if message is not None and message.error() is None:
-                letters.append(message)
-            if len(letters) >= expected:
-                break
-    finally:
-        consumer.close()
-    return letters
-
-
 def test_rows_the_database_rejects_go_to_dead_letter(isolated: IsolatedPipeline) -> None:
     import time
 
@@ -150,7 +130,7 @@ def test_rows_the_database_rejects_go_to_dead_letter(isolated: IsolatedPipeline)
 
     assert count_rows(dsn, SPAN_COUNT_SQL, (f"{prefix}-nul",)) == 0
     assert count_rows(dsn, SPAN_COUNT_SQL, (f"{prefix}-json",)) == 0
-    letters = _read_dead_letters(settings.kafka_bootstrap, settings.spans_dlq_topic, 2)
+    letters = read_topic(settings.kafka_bootstrap, settings.spans_dlq_topic, expected=2)
     assert sorted(message.value() for message in letters) == sorted(bad_values.values())
     for message in letters:
         headers = dict(message.headers())
