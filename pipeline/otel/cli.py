@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 
-from pipeline.config import OTLP_HTTP_PORT, Settings
+from pipeline.config import OTLP_CONVERTER_WEB_PORT, OTLP_HTTP_PORT, Settings
 
 log = logging.getLogger(__name__)
 
-# The converter's /metrics, /healthz and /readyz port, next to the span and frame workers' ports.
-CONVERTER_WEB_PORT = 16068
+# The converter's /metrics, /healthz and /readyz port, after the span, frame and runs workers'
+# 16066 to 16068, so all of them run on one machine.
+CONVERTER_WEB_PORT = OTLP_CONVERTER_WEB_PORT
 ENCODING_ENV = "SPANLINE_OTLP_ENCODING"
 
 
