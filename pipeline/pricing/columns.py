@@ -87,9 +87,6 @@ def price_columns(
     providers = columns.get("provider") or [None] * count
     starts = columns.get("start_ns") or [None] * count
     reported = columns.get("reported_cost_usd") or [None] * count
-    # NaN or infinite reported costs would poison every sum over cost_usd; they count as absent.
-    if any(value is not None and not math.isfinite(value) for value in reported):
-        reported = [value if value is None or math.isfinite(value) else None for value in reported]
     tokens = [columns.get(name) or [None] * count for name in TOKEN_COLUMNS]
     fallback_ns = now_ns if now_ns is not None else time.time_ns()
 
@@ -111,6 +108,9 @@ def price_columns(
     for i in range(count):
         model = models[i]
         reported_cost = reported[i]
+        if reported_cost is not None and not math.isfinite(reported_cost):
+            # A NaN or infinite reported cost would poison every sum over cost_usd.
+            reported_cost = None
         if not model:
             statuses[i] = REPORTED if reported_cost is not None else NOT_APPLICABLE
             cost_usd[i] = reported_cost

@@ -55,8 +55,8 @@ logger = logging.getLogger(__name__)
 Number = int | None
 
 # Counts above this are rejected as invalid. It is a chosen bound, not a provider limit. A trillion
-# tokens is far beyond any model's context window today. The bound also keeps every count inside
-# the Avro long and PostgreSQL bigint it travels in, so one bad count cannot fail a batch.
+# tokens is far beyond any model's context window today. The bound is also far below the maximum
+# of the Avro long and PostgreSQL bigint that carry the count.
 MAX_TOKEN_COUNT = 10**12
 
 
@@ -97,8 +97,8 @@ def _as_count(value: Any, label: str) -> Number:
     if result < 0:
         raise ValueError(f"usage key {label!r} has the negative value {value!r}")
     if result > MAX_TOKEN_COUNT:
-        shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
-        raise ValueError(f"usage key {label!r} has the value {shown}, above the maximum of {MAX_TOKEN_COUNT:,} tokens")
+        value_text = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+        raise ValueError(f"usage key {label!r} has the value {value_text}, above the maximum of {MAX_TOKEN_COUNT:,} tokens")
     return result
 
 

@@ -33,7 +33,7 @@ from pipeline.stores.run_sink import RunSink
 from pipeline.wire.enriched import encode_enriched_batch, encode_run_snapshot
 from pipeline.wire.framing import WireError
 from pipeline.wire.spans import decode_span_batch
-from pipeline.workers.retry import retry_forever
+from pipeline.workers.retry import retry_forever, store_or_split
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +166,14 @@ async def _write_snapshots(sink: RunSink, snapshots: list[dict[str, Any]]) -> No
     A snapshot the database rejects (a NUL character in a model name, say) is logged and left
     out, so its run keeps its earlier stored row and the stream goes on.
     """
-    try:
-        await _write_with_retry(sink, snapshots)
-        return
-    except psycopg.DataError as error:
-        log.warning("database rejected %d run snapshots, writing them one by one error=%s", len(snapshots), error)
-    for snapshot in snapshots:
-        try:
-            await _write_with_retry(sink, [snapshot])
-        except psycopg.DataError as error:
-            log.error("run snapshot rejected by the database run_id=%s error=%s", snapshot.get("run_id"), error)
+
+    async def log_rejected(snapshot: dict[str, Any], error: BaseException) -> None:
+        log.error("run snapshot rejected by the database run_id=%s error=%s", snapshot.get("run_id"), error)
+
+    await store_or_split(
+        lambda part: _write_with_retry(sink, part), snapshots, log_rejected,
+        rejected_data=(psycopg.DataError,), what=f"{len(snapshots)} run snapshots",
+    )
 
 
 async def _write_with_retry(sink: RunSink, snapshots: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from pipeline import metrics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 INITIAL_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
@@ -53,3 +54,32 @@ async def retry_forever(
         if failures:
             log.info("sink write recovered sink=%s what=%r attempts=%d", sink, what, failures + 1)
         return result
+
+
+async def store_or_split(
+    store: Callable[[list[Item]], Awaitable[T]],
+    items: list[Item],
+    on_rejected: Callable[[Item, BaseException], Awaitable[T | None]],
+    *,
+    rejected_data: tuple[type[BaseException], ...],
+    what: str,
+) -> list[T]:
+    """Store `items` in one call. When the sink rejects their data, store them one at a time.
+
+    An item the sink rejects on its own goes to `on_rejected`, so one bad item never holds back
+    the others. Returns the results of the successful calls and of `on_rejected`, in order.
+    """
+    try:
+        return [await store(items)]
+    except rejected_data as error:
+        log.warning("sink rejected the data of %s, storing them one at a time error=%s", what, error)
+
+    results: list[T] = []
+    for item in items:
+        try:
+            results.append(await store([item]))
+        except rejected_data as error:
+            result = await on_rejected(item, error)
+            if result is not None:
+                results.append(result)
+    return results

@@ -22,7 +22,7 @@ from pipeline.wire.spans import decode_span_batch
 from pipeline.workers.app import consumer_group
 from pipeline.workers.dead_letter import send_to_dead_letter
 from pipeline.workers.lag import LAG_REPORT_INTERVAL_S, LagTracker
-from pipeline.workers.retry import retry_forever
+from pipeline.workers.retry import retry_forever, store_or_split
 
 log = logging.getLogger(__name__)
 
@@ -114,24 +114,21 @@ async def _write_chunk(
     JSON) goes to the dead-letter topic with reason `sink_rejected`. Its offset is stored without
     rows, so one bad message never stalls the partition behind it.
     """
-    try:
-        return batches, await _write_with_retry(sink, batches)
-    except psycopg.DataError as error:
-        log.warning("database rejected a write of %d messages, writing them one by one error=%s", len(batches), error)
-
     events_by_position = {(event.message.partition, event.message.offset): event for event in events}
-    results: list[SinkWriteResult] = []
-    for batch in batches:
-        try:
-            results.append(await _write_with_retry(sink, [batch]))
-        except psycopg.DataError as error:
-            event = events_by_position[(batch.partition, batch.offset)]
-            await send_to_dead_letter(dlq_topic, event, "sink_rejected", error, stage="store")
-            log.error(
-                "span batch rejected by the database run_id=%s partition=%d offset=%d error=%s",
-                batch.run_id, batch.partition, batch.offset, error,
-            )
-            results.append(await _write_with_retry(sink, [_empty_batch(batch.partition, batch.offset)]))
+
+    async def dead_letter(batch: SourcedSpanBatch, error: BaseException) -> SinkWriteResult:
+        event = events_by_position[(batch.partition, batch.offset)]
+        await send_to_dead_letter(dlq_topic, event, "sink_rejected", error, stage="store")
+        log.error(
+            "span batch rejected by the database run_id=%s partition=%d offset=%d error=%s",
+            batch.run_id, batch.partition, batch.offset, error,
+        )
+        return await _write_with_retry(sink, [_empty_batch(batch.partition, batch.offset)])
+
+    results = await store_or_split(
+        lambda part: _write_with_retry(sink, part), batches, dead_letter,
+        rejected_data=(psycopg.DataError,), what=f"{len(batches)} span messages",
+    )
     return batches, SinkWriteResult(
         spans_stored=sum(result.spans_stored for result in results),
         messages_stored=sum(result.messages_stored for result in results),

@@ -2,7 +2,7 @@
 and 400 for a body it cannot read.
 
 The receiver runs in-process on 127.0.0.1 with a real confluent-kafka producer. Its broker is a
-TCP listener started by the test that accepts connections and never answers, so no record is ever
+TCP listener started by the test that accepts connections and never replies. No record is ever
 confirmed, which is what a stalled or unreachable cluster looks like to the producer.
 """
 

@@ -154,6 +154,15 @@ def test_reported_cost_wins_computed_kept(book: PriceBook) -> None:
     assert out["computed_cost_usd"][0] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("reported", [float("nan"), float("inf")])
+def test_non_finite_reported_cost_ignored(book: PriceBook, reported: float) -> None:
+    columns = columns_for(Usage(input_tokens=1_000_000), "test-dated", datetime(2026, 1, 1, tzinfo=UTC))
+    columns["reported_cost_usd"] = [reported]
+    out = price_columns(columns, book)
+    assert out["pricing_status"][0] == "priced"
+    assert out["cost_usd"][0] == pytest.approx(1.0)
+
+
 def test_span_without_model_not_applicable(book: PriceBook) -> None:
     out = price_columns({"model": [None, ""], "provider": [None, None], "start_ns": [1, 2]}, book)
     assert out["pricing_status"] == ["not_applicable", "not_applicable"]
