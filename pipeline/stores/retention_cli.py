@@ -15,7 +15,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--older-than", required=True,
-        help="age limit: a whole number with s, m, h, d or w, e.g. 7d",
+        help="age limit: a whole number with s, m, h, d or w, e.g. 7d; at least 1h",
     )
     run.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
     run.add_argument(
